@@ -1,0 +1,50 @@
+# jaxmm — the two commands a user types on a fresh machine are `make demo` and `make test`.
+# Every target creates .venv and installs what it needs when missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Ticket files: reinstall when pyproject.toml changes.
+CORE   := $(VENV)/.core-installed
+DEV    := $(VENV)/.dev-installed
+BENCH  := $(VENV)/.bench-installed
+
+# pytest workers: two on this 2-core machine; override with `make test PYTEST_WORKERS=0`.
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test lint bench venv clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(CORE): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e .
+	@touch $@
+
+$(DEV): pyproject.toml $(CORE)
+	$(PIP) install -q -e ".[dev,api,store]"
+	@touch $@
+
+$(BENCH): pyproject.toml $(DEV)
+	$(PIP) install -q -e ".[bench]"
+	@touch $@
+
+venv: $(DEV)
+
+demo: $(CORE)
+	$(PY) -m jaxmm.demo
+
+lint: $(DEV)
+	$(VENV)/bin/ruff check jaxmm tests benchmarks experiments
+	$(VENV)/bin/ruff format --check jaxmm tests benchmarks experiments
+
+test: lint
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
+
+bench: $(BENCH)
+	$(PY) benchmarks/bench_pricing.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

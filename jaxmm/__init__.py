@@ -1,0 +1,18 @@
+"""jaxmm — a JAX-based differentiable options pricing and market-making engine.
+
+The public API lives in the sub-packages; ``ls jaxmm/`` shows the architecture:
+
+- :mod:`jaxmm.pricing` — BSM / Black-76 / lattice / Monte Carlo / Heston pricing, autodiff
+  Greeks and a vectorised implied-volatility solver.
+
+jaxmm never changes global JAX flags on import. Pricing runs in float64 when the caller has
+enabled 64-bit mode (``jaxmm.enable_float64()`` is a one-line convenience for that) and in the
+dtype JAX gives otherwise.
+"""
+
+from ._config import enable_float64 as enable_float64
+from ._config import float64_enabled as float64_enabled
+
+__version__ = "0.1.0"
+
+from . import pricing as pricing  # noqa: E402
