@@ -1,1 +1,21 @@
-"""placeholder"""
+"""Option pricing kernels: jitted, broadcasting over whole chains, differentiable.
+
+Conventions (MISSION.md): expiry in years ACT/365F; rates and dividend yields continuously
+compounded; vol annualised as a fraction; Greeks raw per one unit long (vega per 1.00 vol,
+theta = dV/dt per calendar year, rho per 1.00 rate); :func:`to_desk_units` converts.
+See docs/pricing.md.
+"""
+
+from ._bsm import black76_greeks as black76_greeks
+from ._bsm import black76_price as black76_price
+from ._bsm import black_scholes_scalar as black_scholes_scalar
+from ._bsm import bsm_core_greeks as bsm_core_greeks
+from ._bsm import bsm_greeks as bsm_greeks
+from ._bsm import bsm_greeks_analytic as bsm_greeks_analytic
+from ._bsm import bsm_price as bsm_price
+from ._greeks import CoreGreeks as CoreGreeks
+from ._greeks import DeskGreeks as DeskGreeks
+from ._greeks import Greeks as Greeks
+from ._greeks import autodiff_core_greeks as autodiff_core_greeks
+from ._greeks import autodiff_greeks as autodiff_greeks
+from ._greeks import to_desk_units as to_desk_units
