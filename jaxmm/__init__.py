@@ -15,4 +15,4 @@ from ._config import float64_enabled as float64_enabled
 
 __version__ = "0.1.0"
 
-from . import pricing as pricing  # noqa: E402
+from . import pricing as pricing

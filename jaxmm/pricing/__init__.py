@@ -13,6 +13,10 @@ from ._bsm import bsm_core_greeks as bsm_core_greeks
 from ._bsm import bsm_greeks as bsm_greeks
 from ._bsm import bsm_greeks_analytic as bsm_greeks_analytic
 from ._bsm import bsm_price as bsm_price
+from ._contract import SECONDS_PER_YEAR as SECONDS_PER_YEAR
+from ._contract import ExerciseStyle as ExerciseStyle
+from ._contract import OptionContract as OptionContract
+from ._contract import year_fraction as year_fraction
 from ._greeks import CoreGreeks as CoreGreeks
 from ._greeks import DeskGreeks as DeskGreeks
 from ._greeks import Greeks as Greeks
