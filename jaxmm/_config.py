@@ -25,4 +25,4 @@ def enable_float64() -> None:
 
 def float64_enabled() -> bool:
     """Whether JAX 64-bit mode is on, i.e. whether jaxmm kernels compute in float64."""
-    return bool(jax.config.jax_enable_x64)
+    return bool(jax.config.read("jax_enable_x64"))

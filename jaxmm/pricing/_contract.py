@@ -84,8 +84,7 @@ def year_fraction(expiry: Any, now: Any = None) -> float | np.ndarray:
             raise ValueError(f"expiry: {expiry.isoformat()} is before now ({now.isoformat()})")
         return days / 365.0
     check_values("expiry", expiry, ge=0.0)
-    days = np.asarray(expiry, dtype=np.float64)
-    out = days / 365.0
+    out = np.asarray(expiry, dtype=np.float64) / 365.0
     return float(out) if out.ndim == 0 else out
 
 
