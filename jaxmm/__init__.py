@@ -4,6 +4,18 @@ The public API lives in the sub-packages; ``ls jaxmm/`` shows the architecture:
 
 - :mod:`jaxmm.pricing` — BSM / Black-76 / lattice / Monte Carlo / Heston pricing, autodiff
   Greeks and a vectorised implied-volatility solver.
+- :mod:`jaxmm.portfolio` — positions, PnL, fees, batched portfolio Greeks, PnL attribution.
+- :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
+- :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
+- :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
+- :mod:`jaxmm.store` — SQLite / PostgreSQL persistence (needs the ``store`` extra; import it
+  explicitly: ``import jaxmm.store``).
+- :mod:`jaxmm.portfolio` — positions, PnL, fees, batched portfolio Greeks, PnL attribution.
+- :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
+- :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
+- :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
+- :mod:`jaxmm.store` — SQLite / PostgreSQL persistence (needs the ``store`` extra; import it
+  explicitly: ``import jaxmm.store``).
 
 jaxmm never changes global JAX flags on import. Pricing runs in float64 when the caller has
 enabled 64-bit mode (``jaxmm.enable_float64()`` is a one-line convenience for that) and in the
@@ -15,4 +27,8 @@ from ._config import float64_enabled as float64_enabled
 
 __version__ = "0.1.0"
 
+from . import analytics as analytics
+from . import events as events
+from . import portfolio as portfolio
 from . import pricing as pricing
+from . import risk as risk
