@@ -7,12 +7,16 @@ The public API lives in the sub-packages; ``ls jaxmm/`` shows the architecture:
 - :mod:`jaxmm.portfolio` — positions, PnL, fees, batched portfolio Greeks, PnL attribution.
 - :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
 - :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
+- :mod:`jaxmm.strategy` — Avellaneda-Stoikov, GLFT, grid, adaptive, depth-based quoting kernels;
+  fill-intensity and parameter estimation.
 - :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
 - :mod:`jaxmm.store` — SQLite / PostgreSQL persistence (needs the ``store`` extra; import it
   explicitly: ``import jaxmm.store``).
 - :mod:`jaxmm.portfolio` — positions, PnL, fees, batched portfolio Greeks, PnL attribution.
 - :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
 - :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
+- :mod:`jaxmm.strategy` — Avellaneda-Stoikov, GLFT, grid, adaptive, depth-based quoting kernels;
+  fill-intensity and parameter estimation.
 - :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
 - :mod:`jaxmm.store` — SQLite / PostgreSQL persistence (needs the ``store`` extra; import it
   explicitly: ``import jaxmm.store``).
@@ -32,3 +36,4 @@ from . import events as events
 from . import portfolio as portfolio
 from . import pricing as pricing
 from . import risk as risk
+from . import strategy as strategy
