@@ -23,3 +23,6 @@ from ._greeks import Greeks as Greeks
 from ._greeks import autodiff_core_greeks as autodiff_core_greeks
 from ._greeks import autodiff_greeks as autodiff_greeks
 from ._greeks import to_desk_units as to_desk_units
+from ._iv import IVStatus as IVStatus
+from ._iv import implied_vol as implied_vol
+from ._iv import implied_vol_black76 as implied_vol_black76
