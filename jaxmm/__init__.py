@@ -4,19 +4,17 @@ The public API lives in the sub-packages; ``ls jaxmm/`` shows the architecture:
 
 - :mod:`jaxmm.pricing` — BSM / Black-76 / lattice / Monte Carlo / Heston pricing, autodiff
   Greeks and a vectorised implied-volatility solver.
+- :mod:`jaxmm.vol` — realised estimators, GARCH, SVI / SSVI / Heston calibration, ``VolSurface``.
+- :mod:`jaxmm.book`, :mod:`jaxmm.execution` — pure-Python order books (integer ticks and lots),
+  option-chain books, connectors, order and quote managers.
+- :mod:`jaxmm.strategy` — Avellaneda-Stoikov, GLFT, grid, adaptive, depth-based quoting kernels;
+  fill-intensity and parameter estimation.
 - :mod:`jaxmm.portfolio` — positions, PnL, fees, batched portfolio Greeks, PnL attribution.
 - :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
 - :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
-- :mod:`jaxmm.strategy` — Avellaneda-Stoikov, GLFT, grid, adaptive, depth-based quoting kernels;
-  fill-intensity and parameter estimation.
-- :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
-- :mod:`jaxmm.store` — SQLite / PostgreSQL persistence (needs the ``store`` extra; import it
-  explicitly: ``import jaxmm.store``).
-- :mod:`jaxmm.portfolio` — positions, PnL, fees, batched portfolio Greeks, PnL attribution.
-- :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
-- :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
-- :mod:`jaxmm.strategy` — Avellaneda-Stoikov, GLFT, grid, adaptive, depth-based quoting kernels;
-  fill-intensity and parameter estimation.
+- :mod:`jaxmm.sim` — vmapped, differentiable market-making simulator.
+- :mod:`jaxmm.engine`, :mod:`jaxmm.feeds` — Greeks-aware chain quoting, Greeks risk manager,
+  simulated market.
 - :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
 - :mod:`jaxmm.store` — SQLite / PostgreSQL persistence (needs the ``store`` extra; import it
   explicitly: ``import jaxmm.store``).
@@ -32,7 +30,9 @@ from ._config import float64_enabled as float64_enabled
 __version__ = "0.1.0"
 
 from . import analytics as analytics
+from . import book as book
 from . import events as events
+from . import execution as execution
 from . import portfolio as portfolio
 from . import pricing as pricing
 from . import risk as risk
