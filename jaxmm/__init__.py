@@ -36,4 +36,5 @@ from . import execution as execution
 from . import portfolio as portfolio
 from . import pricing as pricing
 from . import risk as risk
+from . import sim as sim
 from . import strategy as strategy
