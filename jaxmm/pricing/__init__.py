@@ -10,8 +10,10 @@ from ._bsm import black76_greeks as black76_greeks
 from ._bsm import black76_price as black76_price
 from ._bsm import black_scholes_scalar as black_scholes_scalar
 from ._bsm import bsm_core_greeks as bsm_core_greeks
+from ._bsm import bsm_core_greeks_packed as bsm_core_greeks_packed
 from ._bsm import bsm_greeks as bsm_greeks
 from ._bsm import bsm_greeks_analytic as bsm_greeks_analytic
+from ._bsm import bsm_greeks_packed as bsm_greeks_packed
 from ._bsm import bsm_price as bsm_price
 from ._contract import SECONDS_PER_YEAR as SECONDS_PER_YEAR
 from ._contract import ExerciseStyle as ExerciseStyle
@@ -23,6 +25,14 @@ from ._greeks import Greeks as Greeks
 from ._greeks import autodiff_core_greeks as autodiff_core_greeks
 from ._greeks import autodiff_greeks as autodiff_greeks
 from ._greeks import to_desk_units as to_desk_units
+from ._heston import heston_core_greeks as heston_core_greeks
+from ._heston import heston_greeks as heston_greeks
+from ._heston import heston_price as heston_price
+from ._heston import heston_price_scalar as heston_price_scalar
 from ._iv import IVStatus as IVStatus
 from ._iv import implied_vol as implied_vol
 from ._iv import implied_vol_black76 as implied_vol_black76
+from ._mc import MCGreeks as MCGreeks
+from ._mc import MCResult as MCResult
+from ._mc import mc_greeks as mc_greeks
+from ._mc import mc_price as mc_price

@@ -14,12 +14,20 @@ Conventions (MISSION.md): raw derivatives per one unit long — vega per 1.00 of
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-__all__ = ["Greeks", "CoreGreeks", "DeskGreeks", "autodiff_greeks", "autodiff_core_greeks"]
+__all__ = [
+    "Greeks",
+    "CoreGreeks",
+    "DeskGreeks",
+    "autodiff_greeks",
+    "autodiff_core_greeks",
+    "one_pass",
+]
 
 Array = jax.Array
 ScalarPrice = Callable[[Array, Array, Array, Array], Array]
@@ -82,7 +90,9 @@ def _jvp_along(f: ScalarPrice, i: int) -> ScalarPrice:
     """The directional derivative of ``f`` along its ``i``-th argument, as a function."""
 
     def df(*args: Array) -> Array:
-        tangents = tuple(jnp.ones_like(a) if j == i else jnp.zeros_like(a) for j, a in enumerate(args))
+        tangents = tuple(
+            jnp.ones_like(a) if j == i else jnp.zeros_like(a) for j, a in enumerate(args)
+        )
         return jax.jvp(f, args, tangents)[1]
 
     return df
@@ -91,7 +101,9 @@ def _jvp_along(f: ScalarPrice, i: int) -> ScalarPrice:
 _S, _V, _T, _R = 0, 1, 2, 3
 
 
-def autodiff_core_greeks(f: ScalarPrice, spot: Array, vol: Array, expiry: Array, rate: Array) -> CoreGreeks:
+def autodiff_core_greeks(
+    f: ScalarPrice, spot: Array, vol: Array, expiry: Array, rate: Array
+) -> CoreGreeks:
     """Price, delta, gamma, vega, theta, rho of the scalar price ``f(spot, vol, expiry, rate)``."""
     args = (spot, vol, expiry, rate)
     delta_f = _jvp_along(f, _S)
@@ -125,6 +137,60 @@ def autodiff_greeks(f: ScalarPrice, spot: Array, vol: Array, expiry: Array, rate
         zomma=_jvp_along(gamma_f, _V)(*args),
         color=-_jvp_along(gamma_f, _T)(*args),
     )
+
+
+def _take_last(acc: tuple[Array, ...], x: tuple[Array, ...]) -> tuple[Array, ...]:
+    del acc
+    return tuple(x)
+
+
+def _one_pass_impl(fn: Callable[..., Any], *args: Array) -> Any:
+    shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in args))
+    axis = len(shape)
+    dims = tuple(range(axis))
+    # Two identical copies along a new minor axis; reducing it with "take the last" returns
+    # every output exactly (both copies are equal, so the order of the reduction is moot).
+    twin = tuple(lax.broadcast_in_dim(jnp.broadcast_to(a, shape), (*shape, 2), dims) for a in args)
+    leaves, tree = jax.tree.flatten(fn(*twin))
+    init = tuple(jnp.zeros((), leaf.dtype) for leaf in leaves)
+    out = lax.reduce(tuple(leaves), init, _take_last, (axis,))
+    return jax.tree.unflatten(tree, list(out))
+
+
+def one_pass(fn: Callable[..., Any], *args: Array) -> Any:
+    """``fn(*args)`` for an elementwise ``fn`` with many outputs, computed in ONE XLA fusion.
+
+    XLA:CPU does not fuse sibling outputs: a Greeks kernel whose six outputs share expensive
+    intermediates (exp, log, the normal CDF, divisions) is split into ~20 loop fusions that
+    write those intermediates to memory and read them back. Here the inputs get a trailing axis
+    of two identical copies and the outputs are a variadic ``reduce`` over it with a
+    "take the last" reducer, which XLA emits as one vectorised loop that computes every
+    intermediate once per element and writes all outputs (LLVM removes the dead first copy).
+    Measured on 1M float64 options, price + 5 Greeks: 3 fusions instead of 23, about 2.5x
+    less CPU time.
+
+    ``fn`` must be elementwise (e.g. a ``jnp.vectorize``-d per-option kernel) and return a
+    pytree of arrays of the broadcast shape of ``args``; the result is the same pytree. The
+    function is differentiable (its JVP is the JVP of plain ``fn``) and batches under ``vmap``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxmm.pricing._greeks import one_pass
+        >>> s, c = one_pass(lambda x, y: (jnp.sin(x) * y, jnp.cos(x) * y),
+        ...                 jnp.linspace(0.0, 1.0, 5), jnp.asarray(2.0))
+        >>> s.shape, bool(jnp.allclose(c, 2.0 * jnp.cos(jnp.linspace(0.0, 1.0, 5))))
+        ((5,), True)
+    """
+
+    @jax.custom_jvp
+    def run(*a: Array) -> Any:
+        return _one_pass_impl(fn, *a)
+
+    @run.defjvp
+    def run_jvp(primals, tangents):
+        return jax.jvp(fn, primals, tangents)
+
+    return run(*args)
 
 
 _VOL_POINT = 0.01
