@@ -31,10 +31,13 @@ __version__ = "0.1.0"
 
 from . import analytics as analytics
 from . import book as book
+from . import engine as engine
 from . import events as events
 from . import execution as execution
+from . import feeds as feeds
 from . import portfolio as portfolio
 from . import pricing as pricing
 from . import risk as risk
 from . import sim as sim
 from . import strategy as strategy
+from . import vol as vol
