@@ -1,0 +1,172 @@
+"""Chain-quote latency of jaxmm.engine against a naive NumPy reference quoter, side by side.
+
+What is timed (from Python, float64, CPU, medians after warm-up, compile time reported apart,
+``block_until_ready()`` on every JAX result):
+
+- ``single_quote_us``: one option — price, Greeks (autodiff), Greek-space reservation price,
+  half-spread, adjustments, rounding and limit caps — via :func:`quote_chain_packed`;
+- ``chain_100_us``: one expiry x 50 strikes x call/put (100 options);
+- ``chain_500_us``: 5 expiries x 50 strikes x call/put (500 options);
+- the same three through the pytree entry point :func:`quote_chain` (more leaves per call);
+- the peer: the reference design the engine replaces, written in NumPy (+ ``scipy.special.ndtr``):
+  fixed 30 % vol, no dividend, BSM theo and a fixed spread; no Greeks risk, no limits.
+
+``tick_to_orders_500_us`` is not reported: the asyncio engine loop (tick -> quotes -> order
+diff through the execution layer's QuoteManager) is not built yet.
+
+Run: ``.venv/bin/python benchmarks/bench_engine.py`` (writes benchmarks/results/engine.json
+and engine.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # the benchmark's choice, never the library's
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.special import ndtr  # noqa: E402
+
+from jaxmm.engine import (  # noqa: E402
+    ChainMarket,
+    OptionChain,
+    QuoteLimits,
+    QuoteParams,
+    pack_state,
+    quote_chain,
+    quote_chain_packed,
+)
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "2000"))
+OUT = Path(__file__).parent / "results"
+
+
+def naive_quote(spot, strike, expiry, is_call, vol=0.30, rate=0.0, spread=0.10, tick=0.01):
+    """The reference quoter (fixed vol, fixed spread), vectorised NumPy."""
+    sd = vol * np.sqrt(expiry)
+    d1 = (np.log(spot / strike) + (rate + 0.5 * vol * vol) * expiry) / sd
+    d2 = d1 - sd
+    w = np.where(is_call, 1.0, -1.0)
+    theo = w * (spot * ndtr(w * d1) - strike * np.exp(-rate * expiry) * ndtr(w * d2))
+    bid = np.maximum(np.floor((theo - spread / 2) / tick) * tick, 0.0)
+    ask = np.ceil((theo + spread / 2) / tick) * tick
+    return bid, ask
+
+
+def _median_us(fn, repeats=REPEATS):
+    for _ in range(20):
+        fn()
+    ts = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts[i] = time.perf_counter() - t0
+    return float(np.median(ts) * 1e6)
+
+
+def _chain(n_exp, n_strike):
+    strikes = np.linspace(75.0, 125.0, n_strike)
+    expiries = np.linspace(0.05, 1.0, n_exp)
+    return OptionChain.grid(jnp.asarray(strikes), jnp.asarray(expiries), multiplier=100.0)
+
+
+def main() -> None:
+    params = QuoteParams(
+        risk_aversion=1e-4, fill_k=20.0, gamma_widening=0.5, vega_widening=0.2,
+        expiry_weight=1.0, base_size=10.0,
+    )  # fmt: skip
+    limits = QuoteLimits(delta=5e3, gamma=500.0, vega=5e4, theta=1e6, max_position=500.0)
+    market = ChainMarket(100.0, 0.03, 0.01, delta=120.0, gamma=-3.0, vega=800.0, theta=-50.0)
+    state = pack_state(params, limits, market)
+    rows = []
+    results: dict[str, float] = {}
+    for key, (n_exp, n_strike) in {
+        "single_quote_us": (1, 1),
+        "chain_100_us": (1, 50),
+        "chain_500_us": (5, 50),
+    }.items():
+        chain = _chain(n_exp, n_strike)
+        if n_strike == 1:
+            chain = OptionChain(
+                jnp.full((1,), 100.0), jnp.full((1,), 0.25), jnp.ones((1,), bool), 100.0,
+                jnp.zeros((1,)), jnp.ones((1,), bool),
+            )  # fmt: skip
+        vols = 0.2 + 0.1 * (chain.strike / 100.0 - 1.0) ** 2
+        n = int(np.prod(chain.strike.shape))
+        cols = [chain.strike, chain.expiry, chain.is_call, vols, chain.multiplier]
+        cols += [chain.position, chain.enabled]
+        packed = jnp.stack(
+            [jnp.broadcast_to(jnp.asarray(c), chain.strike.shape).reshape(-1).astype(jnp.float64)
+             for c in cols], axis=-1,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        quote_chain_packed(state, packed).block_until_ready()
+        compile_packed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(quote_chain(params, limits, market, chain, vols))
+        compile_tree = time.perf_counter() - t0
+        packed_us = _median_us(lambda x=packed: quote_chain_packed(state, x).block_until_ready())
+        tree_us = _median_us(
+            lambda c=chain, v=vols: jax.block_until_ready(
+                quote_chain(params, limits, market, c, v)
+            ),
+            repeats=max(REPEATS // 4, 50),
+        )
+        k = np.asarray(chain.strike).reshape(-1)
+        t = np.asarray(chain.expiry).reshape(-1)
+        c = np.asarray(chain.is_call).reshape(-1)
+        naive_us = _median_us(lambda k=k, t=t, c=c: naive_quote(100.0, k, t, c))
+        results[key] = packed_us
+        rows.append(
+            dict(
+                case=key, options=n, jaxmm_packed_us=packed_us, jaxmm_pytree_us=tree_us,
+                naive_numpy_us=naive_us, ratio_packed_vs_naive=packed_us / naive_us,
+                compile_packed_s=compile_packed, compile_pytree_s=compile_tree,
+            )
+        )  # fmt: skip
+    meta = dict(
+        dtype="float64",
+        device=f"CPU ({os.cpu_count()} cores, shared), "
+        f"{platform.processor() or platform.machine()}",
+        jax=jax.__version__,
+        repeats=REPEATS,
+        load_average=os.getloadavg(),
+        note="tick_to_orders_500_us omitted: the asyncio engine loop is not built yet",
+    )
+    OUT.mkdir(exist_ok=True)
+    (OUT / "engine.json").write_text(json.dumps({**results, "rows": rows, "meta": meta}, indent=2))
+    lines = [
+        "# Engine chain-quote latency (float64, CPU, medians, compile time apart)",
+        "",
+        f"Device: {meta['device']}; JAX {meta['jax']}; load average at the end "
+        f"{tuple(round(x, 1) for x in meta['load_average'])}.",
+        "",
+        "| case | options | jaxmm packed (us) | jaxmm pytree (us) | naive NumPy (us) "
+        "| packed / naive | compile packed (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['options']} | {r['jaxmm_packed_us']:.1f} | "
+            f"{r['jaxmm_pytree_us']:.1f} | {r['naive_numpy_us']:.1f} | "
+            f"{r['ratio_packed_vs_naive']:.2f} | {r['compile_packed_s']:.2f} |"
+        )
+    lines += [
+        "",
+        "The naive quoter (fixed 30 % vol, no dividend, fixed spread, no Greeks, no limits) is",
+        "the reference design the engine replaces; it does far less work per option.",
+        "tick_to_orders_500_us is not reported: the engine loop is not built yet.",
+    ]
+    (OUT / "engine.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
