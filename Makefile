@@ -29,6 +29,8 @@ $(DEV): pyproject.toml $(CORE)
 
 $(BENCH): pyproject.toml $(DEV)
 	$(PIP) install -q -e ".[bench]"
+	$(PIP) install -q --no-deps py_vollib_vectorized==0.1.1 py_vollib==1.0.1 \
+		py_lets_be_rational==1.0.0 financepy==1.1.2 simplejson==3.20.2
 	@touch $@
 
 venv: $(DEV)
@@ -45,6 +47,9 @@ test: lint
 
 bench: $(BENCH)
 	$(PY) benchmarks/bench_pricing.py
+	$(PY) benchmarks/bench_strategy.py
+	$(PY) benchmarks/bench_risk.py
+	$(PY) benchmarks/bench_book.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -329,8 +329,9 @@ def test_monotone_in_vol_and_expiry_without_dividend(s, m, t, r, v, c):
     base = float(jp.bsm_price(s, k, t, r, 0.0, v, c))
     higher_vol = float(jp.bsm_price(s, k, t, r, 0.0, v * 1.1, c))
     assert higher_vol >= base - 1e-10 * max(s, k)
-    if c or r <= 0:
-        # calls (q = 0) always; puts only when r <= 0 (a European put can lose value with time)
+    if (c and r >= 0) or (not c and r <= 0):
+        # q = 0: calls gain value with T when r >= 0, puts when r <= 0 (with r < 0 a deep-ITM
+        # call's discounted strike grows with T; with r > 0 a deep-ITM put's shrinks)
         longer = float(jp.bsm_price(s, k, t * 1.1, r, 0.0, v, c))
         assert longer >= base - 1e-10 * max(s, k)
 
