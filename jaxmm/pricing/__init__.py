@@ -32,6 +32,10 @@ from ._heston import heston_price_scalar as heston_price_scalar
 from ._iv import IVStatus as IVStatus
 from ._iv import implied_vol as implied_vol
 from ._iv import implied_vol_black76 as implied_vol_black76
+from ._lattice import AloScheme as AloScheme
+from ._lattice import american_core_greeks as american_core_greeks
+from ._lattice import american_greeks as american_greeks
+from ._lattice import american_price as american_price
 from ._mc import MCGreeks as MCGreeks
 from ._mc import MCResult as MCResult
 from ._mc import mc_greeks as mc_greeks
