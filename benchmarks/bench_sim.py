@@ -128,8 +128,9 @@ def main():
     for r in rows:
         r["vs_peer"] = r["path_steps_per_s"] / peers[r["dtype"]]
     device = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    load = os.getloadavg()[0]
     meta = dict(device=device, jax=jax.__version__, backend=jax.default_backend(),
-                note="shared 2-core machine; other jobs were running")  # fmt: skip
+                note=f"1-min load average at the end of the run {load:.2f}")  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "sim.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=2) + "\n")
     lines = [
