@@ -13,7 +13,7 @@ BENCH  := $(VENV)/.bench-installed
 # pytest workers: two on this 2-core machine; override with `make test PYTEST_WORKERS=0`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv clean browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,14 @@ lint: $(DEV)
 	$(VENV)/bin/ruff check jaxmm tests benchmarks experiments
 	$(VENV)/bin/ruff format --check jaxmm tests benchmarks experiments
 
-test: lint
+# The console's browser test drives Debian's headless Chromium; a fresh machine has none.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		{ SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		  $$SUDO apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+test: lint browser
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 bench: $(BENCH)
