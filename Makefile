@@ -30,7 +30,7 @@ $(DEV): pyproject.toml $(CORE)
 $(BENCH): pyproject.toml $(DEV)
 	$(PIP) install -q -e ".[bench]"
 	$(PIP) install -q --no-deps py_vollib_vectorized==0.1.1 py_vollib==1.0.1 \
-		py_lets_be_rational==1.0.0 financepy==1.1.2 simplejson==3.20.2
+		py_lets_be_rational==1.0.0 financepy==1.1.2 simplejson==3.20.2 hftbacktest==2.4.4
 	@touch $@
 
 venv: $(DEV)
@@ -57,6 +57,7 @@ bench: $(BENCH)
 	$(PY) benchmarks/bench_strategy.py
 	$(PY) benchmarks/bench_risk.py
 	$(PY) benchmarks/bench_book.py
+	$(PY) benchmarks/bench_backtest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -13,6 +13,8 @@ The public API lives in the sub-packages; ``ls jaxmm/`` shows the architecture:
 - :mod:`jaxmm.risk` — post-trade limits, circuit breakers, alerts, VaR/ES, hedging.
 - :mod:`jaxmm.analytics` — order-flow imbalance, VPIN, trade classification, markouts, metrics.
 - :mod:`jaxmm.sim` — vmapped, differentiable market-making simulator.
+- :mod:`jaxmm.backtest` — event-driven replay of L2/L3 streams through the order book, with
+  queue-position, latency and fee models.
 - :mod:`jaxmm.engine`, :mod:`jaxmm.feeds` — Greeks-aware chain quoting, Greeks risk manager,
   simulated market.
 - :mod:`jaxmm.events` — typed events and a broadcaster with replayable history.
@@ -30,6 +32,7 @@ from ._config import float64_enabled as float64_enabled
 __version__ = "0.1.0"
 
 from . import analytics as analytics
+from . import backtest as backtest
 from . import book as book
 from . import engine as engine
 from . import events as events
