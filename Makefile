@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # Ticket files: reinstall when pyproject.toml changes.
 CORE   := $(VENV)/.core-installed
+APP    := $(VENV)/.app-installed
 DEV    := $(VENV)/.dev-installed
 BENCH  := $(VENV)/.bench-installed
 
@@ -23,8 +24,13 @@ $(CORE): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e .
 	@touch $@
 
-$(DEV): pyproject.toml $(CORE)
-	$(PIP) install -q -e ".[dev,api,store]"
+# The product: engine + API + console + SQLite store + report plots (what `make demo` runs).
+$(APP): pyproject.toml $(CORE)
+	$(PIP) install -q -e ".[api,store,report]"
+	@touch $@
+
+$(DEV): pyproject.toml $(APP)
+	$(PIP) install -q -e ".[dev,api,store,report]"
 	@touch $@
 
 $(BENCH): pyproject.toml $(DEV)
@@ -35,7 +41,7 @@ $(BENCH): pyproject.toml $(DEV)
 
 venv: $(DEV)
 
-demo: $(CORE)
+demo: $(APP)
 	$(PY) -m jaxmm.demo
 
 lint: $(DEV)
