@@ -13,7 +13,9 @@ from ._records import FillRecord as FillRecord
 from ._records import OrderRecord as OrderRecord
 from ._records import PositionSnapshot as PositionSnapshot
 from ._records import RiskRecord as RiskRecord
+from ._repo import PG_COPY_MIN as PG_COPY_MIN
 from ._repo import Discrepancy as Discrepancy
+from ._repo import FillSink as FillSink
 from ._repo import Store as Store
 from ._repo import default_url as default_url
 from ._writer import FillWriter as FillWriter
