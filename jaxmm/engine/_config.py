@@ -25,10 +25,17 @@ __all__ = [
     "option_symbol",
     "GREEK_LIMIT_KEYS",
     "ENGINE_OWNED_QUOTE_FIELDS",
+    "MAX_SPREAD_MULTIPLIER",
+    "MAX_SIZE_SCALAR",
+    "MAX_DIRECTIONAL_SKEW",
 ]
 
 #: keys accepted in ``MarketMakerConfig.limits[...]``
 GREEK_LIMIT_KEYS: tuple[str, ...] = ("delta", "gamma", "vega", "theta", "max_position")
+#: bounds of :class:`OperatorControls` (a value beyond is a ValueError naming the bound)
+MAX_SPREAD_MULTIPLIER = 1e3
+MAX_SIZE_SCALAR = 1e3
+MAX_DIRECTIONAL_SKEW = 1e6
 #: QuoteParams fields the engine sets itself (from the underlying and the operator controls)
 ENGINE_OWNED_QUOTE_FIELDS: tuple[str, ...] = (
     "tick", "lot", "spread_multiplier", "size_scalar", "directional_skew",
@@ -146,9 +153,14 @@ class OperatorControls(BaseModel):
     """Operator controls applied to the model quote (see docs/engine.md, "Configuration").
 
     Attributes:
-        spread_multiplier: > 0, multiplies every half-spread.
-        size_scalar: >= 0, multiplies every size (0 quotes nothing).
-        directional_skew: price units of the underlying; quotes as if spot were ``S + skew``.
+        spread_multiplier: in ``(0, 1e3]``, multiplies every half-spread.
+        size_scalar: in ``[0, 1e3]``, multiplies every size (0 quotes nothing).
+        directional_skew: price units of the underlying, ``|skew| <= 1e6``; quotes as if spot
+            were ``S + skew``.
+
+    The bounds keep the controls in a sane range; a combination that still produces a
+    non-finite or out-of-range price or size leaves that option unquoted with a status
+    (``PRICE_NOT_FINITE``, ``PRICE_OUT_OF_RANGE``, ``SIZE_OUT_OF_RANGE``; docs/engine.md).
         quoting_enabled: False pulls every quote (hedging continues).
         disabled_instruments: option symbols not quoted.
 
@@ -159,9 +171,13 @@ class OperatorControls(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    spread_multiplier: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    size_scalar: float = Field(default=1.0, ge=0, allow_inf_nan=False)
-    directional_skew: float = Field(default=0.0, allow_inf_nan=False)
+    spread_multiplier: float = Field(
+        default=1.0, gt=0, le=MAX_SPREAD_MULTIPLIER, allow_inf_nan=False
+    )
+    size_scalar: float = Field(default=1.0, ge=0, le=MAX_SIZE_SCALAR, allow_inf_nan=False)
+    directional_skew: float = Field(
+        default=0.0, ge=-MAX_DIRECTIONAL_SKEW, le=MAX_DIRECTIONAL_SKEW, allow_inf_nan=False
+    )
     quoting_enabled: bool = True
     disabled_instruments: list[str] = Field(default_factory=list)
 
@@ -173,9 +189,13 @@ class MarketMakerConfig(BaseModel):
         underlyings: at least one, unique symbols.
         quote: :class:`jaxmm.engine.QuoteParams` field overrides (validated against its
             bounds; ``tick``, ``lot`` and the operator-control fields are set by the engine).
-        limits: per underlying symbol, or ``"total"`` (the sum over underlyings), a dict of
-            limits on position ``delta``, ``gamma``, ``vega``, ``theta`` (raw units) and
+        limits: per underlying symbol, or ``"total"``, a dict of limits on position
+            ``delta``, ``gamma``, ``vega``, ``theta`` (raw units per underlying) and
             ``max_position`` (contracts per instrument; per underlying only). Missing = none.
+            ``"total"`` limits are in the common currency of
+            :class:`jaxmm.engine.UnderlyingManager`: ``delta`` is the DOLLAR delta
+            ``sum_u delta_u S_u``, ``gamma`` the dollar gamma ``sum_u gamma_u S_u^2 / 100``,
+            ``vega`` and ``theta`` the plain sums (already money).
         controls: :class:`OperatorControls`.
         requote_ticks: a resting quote is moved only when its price changes by at least this
             many ticks (size changes are always sent).
@@ -184,6 +204,13 @@ class MarketMakerConfig(BaseModel):
             quoting of its underlying (status STALE).
         snapshot_every_s: position snapshots to the store every this many seconds.
         breaker_threshold: limit utilisation at which the Greeks breaker trips (1 = breach).
+        arb_min_edge: an arbitrage signal needs an edge above this (price units per
+            structure, after ``arb_fee``); ``arb_fee``: fee per unit of each leg, price units.
+        arb_signal_interval_s: the same structure (kind and legs) is signalled at most once
+            per this many seconds (engine clock); a signal whose edge grew by more than 50 %
+            is sent at once.
+        hedge_suggest_threshold: gamma or vega utilisation of an underlying above which
+            :meth:`OptionsMarketMaker.risk` carries a gamma/vega hedge suggestion for it.
 
     Example:
         >>> cfg = MarketMakerConfig.demo()
@@ -204,6 +231,10 @@ class MarketMakerConfig(BaseModel):
     stale_surface_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     snapshot_every_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     breaker_threshold: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    arb_min_edge: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    arb_fee: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    arb_signal_interval_s: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    hedge_suggest_threshold: float = Field(default=0.5, ge=0, allow_inf_nan=False)
 
     @field_validator("quote")
     @classmethod

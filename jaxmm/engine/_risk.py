@@ -254,9 +254,17 @@ class GreeksRiskManager:
         return decision
 
     def on_fill(
-        self, fill: Fill, now: float, order_id: str = "", trade_id: str = ""
+        self,
+        fill: Fill,
+        now: float,
+        order_id: str = "",
+        trade_id: str = "",
+        theo: float | None = None,
     ) -> dict[str, float]:
         """Apply a received fill; check the post-fill state. Returns the breaches found.
+
+        ``theo``: the model value of the instrument at the fill (per unit of underlying),
+        carried by the ``OrderFilled`` event (``None`` when not known or not finite).
 
         A fill is applied even when it breaches (it happened); the breach then raises an alert
         and trips the breaker so quoting halts until the state is back within limits.
@@ -274,6 +282,7 @@ class GreeksRiskManager:
                     price=float(fill.price),
                     quantity=float(fill.qty),
                     fee=float(fill.fee),
+                    theo=None if theo is None or not math.isfinite(theo) else float(theo),
                 )
             )
         self._publish_greeks((inst.underlying,))

@@ -115,11 +115,12 @@ async def run_simulation(
     tr = SimulatedTraders(mm.exchange, market, flow, seed + 1, config=config, **(traders or {}))
     await mm.start()
     stop = asyncio.Event()
-    follower = asyncio.create_task(tr.follow(stop))
+    follower = asyncio.create_task(tr.follow(stop, wake=mm.tick_event))
     try:
         await mm.run(feed, max_ticks=n_steps * len(config.underlyings))
     finally:
         stop.set()
+        mm.tick_event.set()
         await follower
         await feed.close()
         await mm.stop()

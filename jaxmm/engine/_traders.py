@@ -23,6 +23,7 @@ Seeded (one ``numpy.random.Generator``) and reproducible for a given event order
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 from typing import Any
@@ -256,11 +257,26 @@ class SimulatedTraders:
             i += 1
             await asyncio.sleep(pause)
 
-    async def follow(self, stop: asyncio.Event) -> None:
-        """Step once per step of the market (another task advances it) until ``stop`` is set."""
+    async def follow(
+        self, stop: asyncio.Event, *, wake: asyncio.Event | None = None, poll: float = 0.005
+    ) -> None:
+        """Step once per step of the market (another task advances it) until ``stop`` is set.
+
+        Between steps the task sleeps: it waits on ``wake`` (e.g. the engine's
+        :attr:`OptionsMarketMaker.tick_event`, set after every requote, so the traders act
+        on the quotes of the new step), or at most ``poll`` seconds (default 5 ms) — it
+        never spins. ``stop`` is noticed within ``poll`` seconds (at once if ``wake`` is set
+        with it)."""
+        if not (math.isfinite(poll) and poll > 0):
+            raise ValueError(f"poll: must be finite and > 0, got {poll!r}")
+        wake = wake if wake is not None else asyncio.Event()
         seen = self.market.n
         while not stop.is_set():
             if self.market.n != seen:
                 seen = self.market.n
                 self.step()
-            await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                continue
+            wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), poll)
