@@ -26,8 +26,9 @@ Settings: flags override the environment (``JAXMM_DEMO_SECONDS``, ``JAXMM_DEMO_P
 secret is ``JAXMM_JWT_SECRET`` when set, else a random one made for this run (never written
 anywhere); ``JAXMM_AUTH_DISABLED=1`` runs the API in local mode (no token).
 
-Ctrl-C ends the live part early and cleanly (quotes cancelled, store flushed and closed,
-summary and report written; exit status 0); a second Ctrl-C abandons the summary (status 130).
+Ctrl-C (or SIGTERM) ends the live part early and cleanly (quotes cancelled, store flushed and
+closed, summary and report written; exit status 0); a second Ctrl-C abandons the summary
+(status 130). Part 2 is :func:`jaxmm._live.run_live`, the wiring ``jaxmm serve`` runs too.
 Without the ``api`` extra (FastAPI, uvicorn) the demo says so and runs without a server;
 without the ``store`` extra it runs without a store; without matplotlib the report has no
 plots. The demo is an application: it turns on float64 for its own process.
@@ -38,13 +39,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
 import secrets
-import signal
-import socket
 import statistics
 import sys
 import time
@@ -53,6 +51,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ._live import bind_socket
 
 __all__ = [
     "DemoError",
@@ -318,38 +318,12 @@ def parse_options(
     )
 
 
-def bind_socket(host: str, port: int) -> tuple[socket.socket, bool]:
-    """A listening TCP socket on ``host:port``, or on a free port of ``host`` when ``port`` is
-    taken. Returns ``(socket, fell_back)``. The socket is handed to uvicorn as is, so no other
-    process can take the port between the check and the server start.
-
-    Example:
-        >>> a, moved = bind_socket("127.0.0.1", 0)
-        >>> b, moved_b = bind_socket("127.0.0.1", a.getsockname()[1])
-        >>> moved_b, b.getsockname()[1] != a.getsockname()[1]
-        (True, True)
-        >>> a.close(); b.close()
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    family = infos[0][0] if infos else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    fell_back = False
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.bind((host, 0))
-        fell_back = True
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock, fell_back
-
-
 # --------------------------------------------------------------------------------- part 2
 @dataclass
 class LiveRun:
     """What the live part produced: the engine's final views, the time series sampled every
-    ``SAMPLE_EVERY_S`` seconds and every refresh latency (ns)."""
+    ``SAMPLE_EVERY_S`` seconds and the refresh latencies (ns) of the engine's window (the
+    samples its p50/p95/p99 describe)."""
 
     seconds_planned: float
     seconds_run: float = 0.0
@@ -372,21 +346,6 @@ class LiveRun:
     quotes_live_at_end: int = 0
 
 
-def _latency_recorder(base: type) -> type:
-    class _AllSamples(base):  # type: ignore[misc, valid-type]
-        """The engine's latency tracker, also keeping every sample for the histogram."""
-
-        def __init__(self, *a: Any, **k: Any) -> None:
-            super().__init__(*a, **k)
-            self.all: dict[str, list[int]] = {}
-
-        def record(self, op: str, latency_ns: int, at_ns: int | None = None) -> None:
-            super().record(op, latency_ns, at_ns)
-            self.all.setdefault(op, []).append(int(latency_ns))
-
-    return _AllSamples
-
-
 def _sample(mm: Any, t: float, fills: int) -> dict:
     pnl = mm.pnl()
     risk = mm.risk()
@@ -402,59 +361,37 @@ def _sample(mm: Any, t: float, fills: int) -> dict:
     }
 
 
-async def _api(mm: Any, store: Any, opts: DemoOptions, say: Callable[[str], Any]) -> Any:
-    """``(server, socket, url, token)`` or a string saying why there is no server."""
+def _api_settings(env: Mapping[str, str] | None = None) -> Any:
+    """The API settings of this run (:class:`jaxmm.api.ApiSettings` from the ``JAXMM_*``
+    environment, with a random signing secret made for this run when ``JAXMM_JWT_SECRET`` is
+    not set), or a string saying why there is no server (the api extra is missing).
+    Raises :class:`DemoError` naming a bad setting."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
-        from jaxmm.api import ApiSettings, create_app, mint_token
+        from jaxmm.api import ApiSettings
     except ImportError as exc:
         return (
             f"the API/console modules are not importable ({exc}); install the api extra "
             "(pip install -e '.[api,store]') to serve them. Continuing without a server."
         )
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     if not env.get("JAXMM_JWT_SECRET", "").strip():
         env["JAXMM_JWT_SECRET"] = secrets.token_urlsafe(48)  # this run only, never stored
     try:
-        settings = ApiSettings.load(env=env)
+        return ApiSettings.load(env=env)
     except ValueError as exc:  # a bad JAXMM_* variable or settings file: name it
         raise DemoError(f"api settings: {exc}") from None
-    app = create_app(mm, store=store, settings=settings)
-
-    class _Server(uvicorn.Server):
-        # The demo owns SIGINT (first Ctrl-C ends the run with a summary); uvicorn's own
-        # handler would re-raise the signal after its shutdown.
-        @contextlib.contextmanager
-        def capture_signals(self):
-            yield
-
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
-    )  # fmt: skip
-    server = _Server(config)
-    sock, moved = bind_socket(opts.host, opts.port)
-    port = sock.getsockname()[1]
-    if moved:
-        say(f"port {opts.port} on {opts.host} is taken: using free port {port}")
-    host = f"[{opts.host}]" if ":" in opts.host else opts.host
-    base = f"http://{host}:{port}/"
-    token = None
-    if not settings.auth_disabled:
-        secret = settings.jwt_secret.get_secret_value()
-        ttl = opts.seconds + 3600.0
-        token = mint_token(
-            "demo", ["read", "trade", "admin"], ttl, secret, issuer=settings.jwt_issuer
-        )  # fmt: skip
-    return server, sock, base, token
 
 
 async def run_live(opts: DemoOptions, say: Callable[[str], Any] = print) -> LiveRun:
     """Part 2: the market maker on the simulated market for ``opts.seconds`` wall-clock
-    seconds, with the SQLite store and the API/console served meanwhile (module docstring).
+    seconds, with the SQLite store and the API/console served meanwhile (module docstring;
+    the wiring is :func:`jaxmm._live.run_live`, shared with ``jaxmm serve``).
 
     Returns the :class:`LiveRun` (the engine's views after it stopped: quotes cancelled, the
-    store flushed). Set ``stop`` through SIGINT (first Ctrl-C) to end early.
+    store flushed, the fills counted back from it). The first Ctrl-C (SIGINT) or SIGTERM ends
+    the run early and cleanly; a second Ctrl-C abandons it (``asyncio.CancelledError``).
 
     Example:
         >>> import asyncio, tempfile
@@ -465,34 +402,22 @@ async def run_live(opts: DemoOptions, say: Callable[[str], Any] = print) -> Live
         ...     "hedge_fills"]                                     # doctest: +SKIP
         (True, True)
     """
-    from jaxmm.engine import (
-        MarketMakerConfig,
-        OptionsMarketMaker,
-        SimulatedTraders,
-        simulated_market,
-    )
-    from jaxmm.execution import LatencyTracker
-    from jaxmm.feeds import SimulatedFeed, TakerFlow
+    from jaxmm._live import run_live as live
+    from jaxmm.engine import MarketMakerConfig
 
     run = LiveRun(seconds_planned=opts.seconds)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    main_task = asyncio.current_task()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            say("\nCtrl-C: stopping (quotes cancelled, store flushed); Ctrl-C again to abandon")
-            run.interrupted = True
-            stop.set()
-        elif main_task is not None:
-            main_task.cancel()
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
     config = MarketMakerConfig.demo()
+    # API settings checked before anything starts (a bad one: status 2, no engine)
+    settings = None
+    if opts.serve:
+        got = _api_settings()
+        if isinstance(got, str):
+            run.api_error = got
+            say(f"API/console: {got}")
+        else:
+            settings = got
+    else:
+        run.api_error = "not served (--no-serve)"
     opts.out.mkdir(parents=True, exist_ok=True)
 
     # --- store: a fresh SQLite file in the output folder unless --db names one
@@ -517,143 +442,68 @@ async def run_live(opts: DemoOptions, say: Callable[[str], Any] = print) -> Live
             raise DemoError(f"db: cannot open {_redact(run.db_url)}: {exc}") from None
         say(f"store: {_redact(run.db_url)} (migrated to head)")
     t_run0 = time.time_ns()
-
-    # --- engine, market, traders
-    mm = OptionsMarketMaker(config, store=store)
-    mm.latency = _latency_recorder(LatencyTracker)(window=10_000, clock=time.perf_counter_ns)
-    fills_by: Counter[str] = Counter()
-
-    def on_fill(ev: Any) -> None:
-        fills_by[str(ev.instrument)] += 1
-
-    mm.events.add_callback(on_fill, ("order_filled",))
-    dt = 1.0 / (STEPS_PER_SECOND * _SECONDS_PER_YEAR)
-    market = simulated_market(config, dt=dt, seed=opts.seed)
-    feed = SimulatedFeed(
-        market,
-        n_steps=None,
-        pause=1.0 / STEPS_PER_SECOND,
-        surface_every=SURFACE_EVERY,
-        strikes_by_underlying={u.symbol: u.strikes for u in config.underlyings},
-        expiries_by_underlying={u.symbol: u.expiries for u in config.underlyings},
-    )
-    flow = {
-        u.symbol: TakerFlow(
-            intensity=TAKER_INTENSITY * _SECONDS_PER_YEAR,
-            k=float(config.quote_params(u.symbol).fill_k),
-        )
-        for u in config.underlyings
-    }
-    traders = SimulatedTraders(mm.exchange, market, flow, opts.seed + 1, config=config)
     n_opt = sum(len(u.symbols()) for u in config.underlyings)
     say(
         f"market maker: {', '.join(u.symbol for u in config.underlyings)} chains, {n_opt} "
         f"option books + {len(config.underlyings)} underlying books; warming up the JIT ..."
     )
-    # --- API and console (settings checked before the engine starts)
-    got: Any = "not served (--no-serve)"
-    if opts.serve:
-        try:
-            got = await _api(mm, store, opts, say)
-        except BaseException:
-            if store is not None:
-                await store.close()
-            raise
-    follow_stop = asyncio.Event()
+    fills_by: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    next_progress = PROGRESS_EVERY_S
 
-    async def follow() -> None:
-        seen = market.n
-        while not follow_stop.is_set():
-            if market.n != seen:
-                seen = market.n
-                traders.step()
-            await asyncio.sleep(0.002)
+    def on_fill(ev: Any) -> None:
+        fills_by[str(ev.instrument)] += 1
 
-    server = sock = None
-    base = ""
-    if not isinstance(got, str):
-        server, sock, base, run.token = got
-    server_task: asyncio.Task | None = None
-    tasks: list[asyncio.Task] = []
-    t_start = time.monotonic()
-    ok = False
-    try:
-        t0 = time.perf_counter()
-        await mm.start()
+    def on_ready(s: Any) -> None:
+        s.engine.events.add_callback(on_fill, ("order_filled",))
         say(f"engine started ({time.perf_counter() - t0:.1f} s)")
-        if server is None:
-            run.api_error = got
-            if opts.serve:
-                say(f"API/console: {got}")
-        else:
-            server_task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not server_task.done():
-                await asyncio.sleep(0.02)
-            if server_task.done():
-                server_task.result()  # raises why the server did not start
-            run.url = f"{base}?token={run.token}" if run.token else base
-            say(f"console: {run.url}")
-            if run.token:
-                say(f"token (read trade admin, subject 'demo'): {run.token}")
+        if s.port_moved:
+            say(f"port {opts.port} on {opts.host} is taken: using free port {s.port}")
+        if s.url is not None:
+            run.url, run.token = s.url, s.token
+            say(f"console: {s.url}")
+            if s.token:
+                say(f"token (read trade admin, subject 'demo'): {s.token}")
             else:
                 say("API: LOCAL MODE, authentication disabled (JAXMM_AUTH_DISABLED)")
-            say(f"API docs: {base}docs   health: {base}api/v1/health")
-
-        # --- run for a bounded time
+            say(f"API docs: {s.base_url}docs   health: {s.base_url}api/v1/health")
         say(f"running for {opts.seconds:g} s (Ctrl-C to stop early) ...")
-        t_start = time.monotonic()
-        tasks = [asyncio.create_task(mm.run(feed)), asyncio.create_task(follow())]
-        deadline = t_start + opts.seconds
-        next_sample = t_start
-        next_progress = t_start + PROGRESS_EVERY_S
-        while True:
-            now = time.monotonic()
-            if now >= next_sample:
-                run.samples.append(_sample(mm, now - t_start, sum(fills_by.values())))
-                next_sample += SAMPLE_EVERY_S
-            if now >= next_progress:
-                s, p = mm.stats(), mm.pnl()
-                say(
-                    f"  t={now - t_start:5.1f} s  ticks {s['ticks']:.0f}  orders "
-                    f"{s['orders_sent']:.0f}  fills {s['fills']:.0f} (+{s['hedge_fills']:.0f} "
-                    f"hedge)  PnL {p['total']:+.2f}"
-                )
-                next_progress += PROGRESS_EVERY_S
-            if now >= deadline or stop.is_set() or any(t.done() for t in tasks):
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(next_sample, deadline) - now)
-        for t in tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
-        ok = True
-    finally:
-        # market first, then the engine (quotes cancelled, fill writer flushed), then the
-        # server; the store is closed last, after the fills were counted back from it
-        run.seconds_run = time.monotonic() - t_start
-        follow_stop.set()
-        await feed.close()
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await mm.stop()
-        if server is not None and server_task is not None:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await server_task
-        if sock is not None:
-            sock.close()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+
+    def on_sample(s: Any, t: float) -> None:
+        nonlocal next_progress
+        mm = s.engine
+        run.samples.append(_sample(mm, t, sum(fills_by.values())))
+        if t >= next_progress:
+            st, p = mm.stats(), mm.pnl()
+            say(
+                f"  t={t:5.1f} s  ticks {st['ticks']:.0f}  orders {st['orders_sent']:.0f}  "
+                f"fills {st['fills']:.0f} (+{st['hedge_fills']:.0f} hedge)  PnL "
+                f"{p['total']:+.2f}"
+            )
+            next_progress += PROGRESS_EVERY_S
+
+    def on_signal(s: Any, name: str) -> None:
+        what = "Ctrl-C" if name == "SIGINT" else name
+        say(f"\n{what}: stopping (quotes cancelled, store flushed); Ctrl-C again to abandon")
+
+    try:
+        s = await live(
+            config, seconds=opts.seconds, seed=opts.seed, store=store, settings=settings,
+            host=opts.host, port=opts.port, port_fallback=True, on_ready=on_ready,
+            on_sample=on_sample, sample_every=SAMPLE_EVERY_S, on_signal=on_signal,
+            steps_per_second=STEPS_PER_SECOND, surface_every=SURFACE_EVERY,
+            taker_intensity=TAKER_INTENSITY, token_subject="demo",
+        )  # fmt: skip
+        # the engine has stopped and flushed its writer: count this run's fills back
         if store is not None:
-            try:
-                if ok:
-                    got_fills = await store.get_fills(limit=1_000_000)
-                    run.stored_fills = sum(1 for f in got_fills if f.local_ts_ns >= t_run0)
-            finally:
-                await store.close()
+            got_fills = await store.get_fills(limit=1_000_000)
+            run.stored_fills = sum(1 for f in got_fills if f.local_ts_ns >= t_run0)
+    finally:
+        if store is not None:
+            await store.close()
+    mm = s.engine
+    run.seconds_run = s.seconds_run
+    run.interrupted = s.interrupted
     run.samples.append(_sample(mm, run.seconds_run, sum(fills_by.values())))
     run.stats = mm.stats()
     run.pnl = mm.pnl()
@@ -664,7 +514,7 @@ async def run_live(opts: DemoOptions, say: Callable[[str], Any] = print) -> Live
         1 for q in mm.quotes() if q["bid_size"] > 0 or q["ask_size"] > 0
     )  # fmt: skip
     run.fills_by_instrument = dict(sorted(fills_by.items()))
-    run.latency_ns = list(getattr(mm.latency, "all", {}).get("refresh", []))
+    run.latency_ns = mm.latency.samples("refresh")
     return run
 
 

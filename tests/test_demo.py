@@ -12,7 +12,6 @@ here (docs/risk.md's position rules: average cost, realised on the closed quanti
 
 from __future__ import annotations
 
-import asyncio
 import doctest
 import json
 import os
@@ -290,12 +289,22 @@ def test_taken_port_falls_back_to_a_free_one():
         holder.close()
 
 
-def test_without_the_api_extra_the_demo_says_so_and_goes_on(monkeypatch, tmp_path):
+def test_without_the_api_extra_the_demo_says_so_and_goes_on(monkeypatch):
     monkeypatch.setitem(sys.modules, "jaxmm.api", None)  # import jaxmm.api -> ImportError
-    got = asyncio.run(demo._api(None, None, demo.DemoOptions(out=tmp_path), print))
+    got = demo._api_settings(env={})
     assert isinstance(got, str)
     assert got.startswith("the API/console modules are not importable")
     assert got.endswith("Continuing without a server.")
+
+
+def test_api_settings_secret_from_the_environment_else_a_fresh_one_per_run():
+    given = demo._api_settings(env={"JAXMM_JWT_SECRET": "s" * 40})
+    assert given.jwt_secret.get_secret_value() == "s" * 40 and not given.auth_disabled
+    a, b = demo._api_settings(env={}), demo._api_settings(env={})
+    sa, sb = a.jwt_secret.get_secret_value(), b.jwt_secret.get_secret_value()
+    assert sa != sb and len(sa) >= 32  # made for this run, never reused
+    with pytest.raises(demo.DemoError, match="(?s)api settings: .*rate_limit_per_s"):
+        demo._api_settings(env={"JAXMM_RATE_LIMIT_PER_S": "-1"})
 
 
 def test_unusable_store_url_exits_2_naming_it(tmp_path, capsys):

@@ -27,6 +27,9 @@ from ._arb import find_arbitrage as find_arbitrage
 from ._arb import find_butterfly_arbitrage as find_butterfly_arbitrage
 from ._arb import find_calendar_arbitrage as find_calendar_arbitrage
 from ._arb import publish_signals as publish_signals
+from ._config import MAX_DIRECTIONAL_SKEW as MAX_DIRECTIONAL_SKEW
+from ._config import MAX_SIZE_SCALAR as MAX_SIZE_SCALAR
+from ._config import MAX_SPREAD_MULTIPLIER as MAX_SPREAD_MULTIPLIER
 from ._config import MarketMakerConfig as MarketMakerConfig
 from ._config import OperatorControls as OperatorControls
 from ._config import UnderlyingConfig as UnderlyingConfig

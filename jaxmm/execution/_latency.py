@@ -116,6 +116,20 @@ class LatencyTracker:
                 d.popleft()
         return [lat for _, lat in d]
 
+    def samples(self, op: str) -> list[int]:
+        """The latencies (ns) in ``op``'s current window, oldest first — the samples
+        :meth:`stats` describes (at most ``window``; with ``max_age_ns``, only the young ones).
+        A new list (``[]`` for an operation without samples); the tracker keeps its own.
+
+        Example:
+            >>> t = LatencyTracker(window=3)
+            >>> for ns in (5, 1, 4, 2):
+            ...     t.record("refresh", ns)
+            >>> t.samples("refresh"), t.samples("unknown")
+            ([1, 4, 2], [])
+        """
+        return self._window(op)
+
     def stats(self, op: str) -> LatencyStats | None:
         """Statistics of ``op``'s current window, or None if it has no samples."""
         xs = self._window(op)
