@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt
 
 from jaxmm.sim import (
     ArithmeticBrownian,
+    Concrete,
     PoissonFills,
     Symmetric,
     mean_variance,
@@ -131,29 +132,53 @@ def glft_vs_as():
     return out
 
 
+# gradient runs: (row name, relaxation, Adam learning rate, clip the gradient norm at 10)
+GRADIENT_RUNS = (
+    ("gradient (expectation)", True, 0.05, False),
+    ("gradient (Concrete tau=0.3)", Concrete(0.3), 0.05, False),
+    ("gradient (Concrete tau=0.1, clip 10)", Concrete(0.1), 0.05, True),
+    ("gradient (expectation, lr 0.2)", True, 0.2, False),
+    ("gradient (Concrete tau=0.3, lr 0.2)", Concrete(0.3), 0.2, False),
+)
+
+
 def tuned_vs_grid(budget_paths=64_000, risk=0.05):
     """Maximise mean - risk/2 var of PnL over gamma: gradient (relaxed) vs grid (exact).
 
-    Both use ``budget_paths`` simulated paths in total; the winners are evaluated on fresh
-    paths of the exact simulator.
+    Every gradient run and the grid use ``budget_paths`` simulated paths in total; the winners
+    are evaluated on fresh paths of the exact simulator. Gradient runs: the expectation
+    relaxation (``relaxed=True``) and the Concrete relaxation (random relaxed fills on the
+    exact simulator's uniforms); at tau = 0.1 the Concrete gradient through A-S's inventory
+    feedback can blow up for large gamma (docs/backtesting.md), hence the clipped run.
     """
+    import optax
+
     n_iter, n_paths = 100, budget_paths // 100
-    tuned = tune(
-        AvellanedaStoikov(0.5, K, SIGMA, T), lambda r: mean_variance(r.pnl, risk), MARKET,
-        FILLS, jax.random.key(1), params=lambda s: (s.gamma,), n_paths=n_paths,
-        n_steps=N_STEPS, dt=DT, n_iter=n_iter, progress=False,
-    )  # fmt: skip
+    found = {}
+    for name, relaxed, lr, clip in GRADIENT_RUNS:
+        optimizer = optax.adam(lr)
+        if clip:
+            optimizer = optax.chain(optax.clip_by_global_norm(10.0), optimizer)
+        tuned = tune(
+            AvellanedaStoikov(0.5, K, SIGMA, T), lambda r: mean_variance(r.pnl, risk), MARKET,
+            FILLS, jax.random.key(1), params=lambda s: (s.gamma,), n_paths=n_paths,
+            n_steps=N_STEPS, dt=DT, n_iter=n_iter, progress=False, relaxed=relaxed,
+            optimizer=optimizer,
+        )  # fmt: skip
+        found[name] = float(tuned.params[0])
     grid = jnp.exp(jnp.linspace(math.log(0.005), math.log(2.0), 16))
     strats = jax.vmap(lambda g: AvellanedaStoikov(g, K, SIGMA, T))(grid)
     res = sweep(strats, MARKET, FILLS, jax.random.key(2), budget_paths // 16, n_steps=N_STEPS,
                 dt=DT)  # fmt: skip
     best = float(grid[int(jnp.argmax(mean_variance(res.pnl, risk)))])
     fresh = {}
-    for name, g in (("gradient", float(tuned.params[0])), ("grid", best)):
+    for name, g in (*found.items(), ("grid", best)):
         r = run(AvellanedaStoikov(g, K, SIGMA, T), key=jax.random.key(99), n_paths=4000,
                 record=False)  # fmt: skip
-        fresh[name] = (g, float(mean_variance(r.pnl, risk)), float(r.pnl.mean()),
-                       float(r.pnl.std()))  # fmt: skip
+        pnl = np.asarray(r.pnl)
+        se = math.sqrt((pnl.var() + 0.25 * risk**2 * ((pnl - pnl.mean()) ** 2).var()) / pnl.size)
+        fresh[name] = (g, float(mean_variance(r.pnl, risk)), float(pnl.mean()), float(pnl.std()),
+                       se)  # fmt: skip
     return fresh
 
 
@@ -257,29 +282,38 @@ def main():
         "",
         "## Gradient-tuned gamma vs grid search (same budget: 64,000 simulated paths)",
         "",
-        "Objective: mean - (0.05/2) var of terminal profit. Gradient: 100 Adam steps on the "
-        "relaxed simulator, 640 paths each. Grid: 16 log-spaced gammas in [0.005, 2], 4,000 "
-        "exact paths each. Both evaluated on 4,000 fresh paths of the exact simulator.",
+        "Objective: mean - (0.05/2) var of terminal profit. Gradient: 100 Adam steps (lr 0.05 "
+        "unless the row says otherwise; from gamma = 0.5) on a relaxed simulator, 640 paths "
+        "each, every run its own 64,000-path budget: the expectation relaxation "
+        "(`relaxed=True`, every fill replaced by its expectation) and the Concrete relaxation "
+        "(`relaxed=Concrete(tau)`: fill indicator sigmoid((logit P - logit U)/tau) on the exact "
+        "simulator's uniforms; at tau = 0.1 with the gradient clipped to norm 10 before Adam). "
+        "Grid: 16 log-spaced gammas in [0.005, 2], 4,000 exact paths each. All evaluated on "
+        "4,000 fresh paths (key 99) of the exact simulator.",
         "",
-        "| method | gamma | objective (fresh, exact) | profit mean | profit std |",
-        "|---|---|---|---|---|",
+        "| method | gamma | objective (fresh, exact) | +- s.e. | profit mean | profit std |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, (g, mv, m, s) in tuned.items():
-        lines.append(f"| {name} | {g:.4f} | {mv:.2f} | {m:.2f} | {s:.2f} |")
-    gap = tuned["gradient"][1] - tuned["grid"][1]
-    if gap < 0:
-        verdict = (
-            f"The grid search wins by {-gap:.2f} on fresh exact paths. The gradient optimises "
-            "the relaxed (expected-fill) simulator. For A-S quotes with a common k the relaxed "
-            "inventory stays exactly 0 (at q = 0 both sides are equally far from the mid, so "
-            "their expected fills cancel), so the relaxed objective sees no inventory risk and "
-            "its optimum is biased towards the spread-capture optimum. The relaxation is only "
-            "faithful for inventory-independent quotes (docs/backtesting.md); a score-function "
-            "(likelihood-ratio) gradient of the exact simulator would remove this bias and is "
-            "not implemented. With one scalar parameter a 16-point grid is hard to beat."
-        )
-    else:
-        verdict = f"The gradient-tuned gamma is at least as good (by {gap:.2f}) on fresh paths."
+    for name, (g, mv, m, s, se) in tuned.items():
+        lines.append(f"| {name} | {g:.4f} | {mv:.2f} | {se:.2f} | {m:.2f} | {s:.2f} |")
+    gaps = {n: v[1] - tuned["grid"][1] for n, v in tuned.items() if n != "grid"}
+    parts = [f"{n}: {'+' if gap >= 0 else ''}{gap:.2f} vs the grid" for n, gap in gaps.items()]
+    verdict = (
+        "Objective difference to the grid's point on the same fresh exact paths ("
+        + "; ".join(parts)
+        + "). Reading: at lr 0.05 no run converged in 100 steps from gamma = 0.5 (Adam moves "
+        "log gamma by about lr per step and log(0.5 / 0.017) = 3.4), so those three rows "
+        "measure optimisation, not relaxation, error; the clipped Concrete tau = 0.1 run moved "
+        "slowest (its early gradients at large gamma explode through the inventory feedback, "
+        "docs/backtesting.md, and even clipped to norm 10 they inflate Adam's second-moment "
+        "estimate). At lr 0.2 both relaxations reach the grid's objective within sampling "
+        "error (the s.e. column is one evaluation's; the rows share the fresh paths). Here "
+        "(risk 0.05) the optimal gamma is small and the objective flat around it, so the "
+        "expectation relaxation's missing inventory risk (its inventory stays exactly 0 for "
+        "A-S with a common k) costs little; where the risk term decides the optimum, "
+        "experiments/options_tuning.py, only the Concrete relaxation finds it. With one "
+        "scalar parameter a 16-point grid is hard to beat."
+    )
     lines += ["", verdict]
     lines += [
         "",

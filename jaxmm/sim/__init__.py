@@ -5,7 +5,8 @@
 - mid models :class:`ArithmeticBrownian`, :class:`GBM`, :class:`JumpDiffusion`,
   :class:`RegimeSwitching`, :class:`FairValuePath`; fill model :class:`PoissonFills`;
 - :func:`summary` — PnL, Sharpe/Sortino, drawdown, fill ratio, PnL decomposition, utilities;
-- :func:`tune` — gradient tuning of strategy parameters in the relaxed (expected-fill) mode.
+- :func:`tune` — gradient tuning of strategy parameters in a relaxed mode (expected fills, or
+  :class:`Concrete` relaxed-Bernoulli fills that keep inventory risk).
 
 Every rule is written down in ``docs/backtesting.md``.
 """
@@ -14,6 +15,7 @@ from ._engine import SimResult as SimResult
 from ._engine import Symmetric as Symmetric
 from ._engine import simulate as simulate
 from ._engine import sweep as sweep
+from ._fills import Concrete as Concrete
 from ._fills import PoissonFills as PoissonFills
 from ._market import GBM as GBM
 from ._market import ArithmeticBrownian as ArithmeticBrownian

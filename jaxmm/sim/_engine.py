@@ -37,6 +37,7 @@ from jaxtyping import Array
 
 from .._validate import check_values
 from ..strategy import MarketState, Quote
+from ._fills import Concrete
 
 __all__ = ["SimResult", "Symmetric", "simulate", "sweep"]
 
@@ -158,7 +159,7 @@ def _cap(size: Array, room: Array) -> Array:
     return jnp.clip(room - before, 0.0, size)
 
 
-def _make_step(strategy, market, fills, dt, max_position, latency, relaxed, record, levels):
+def _make_step(strategy, market, fills, dt, max_position, latency, relaxed, record, levels, tau):
     # One level: scalar fields, no reductions (reductions split XLA's elementwise fusion and
     # made the single-level step several times slower). Ladders: a trailing levels axis.
     single = levels == 1
@@ -197,8 +198,12 @@ def _make_step(strategy, market, fills, dt, max_position, latency, relaxed, reco
         if fills.pessimistic:
             d_b = jnp.maximum(d_b, s_new - bid)
             d_a = jnp.maximum(d_a, ask - s_new)
-        qb = fills.fill_quantity(d_b, bsz, u[0], dt, 0, relaxed)
-        qa = fills.fill_quantity(d_a, asz, u[1], dt, 1, relaxed)
+        if tau is None:  # exact or expectation mode: the original call, unchanged
+            qb = fills.fill_quantity(d_b, bsz, u[0], dt, 0, relaxed)
+            qa = fills.fill_quantity(d_a, asz, u[1], dt, 1, relaxed)
+        else:
+            qb = fills.fill_quantity(d_b, bsz, u[0], dt, 0, relaxed, tau)
+            qa = fills.fill_quantity(d_a, asz, u[1], dt, 1, relaxed, tau)
         nb, na = total(qb), total(qa)
         notb, nota = total(qb * bid), total(qa * ask)
         fee = fills.maker_fee.astype(dtp) * (notb + nota)
@@ -293,8 +298,8 @@ def _draw(key, b, block, n_paths, n_u, n_z, dtp, sharding, rng):
 
 
 def _core(
-    strategy, market, fills, key, dt, max_position, q0, x0, *, n_paths, n_steps, block,
-    latency, relaxed, record, mesh, rng,
+    strategy, market, fills, key, dt, max_position, q0, x0, tau=None, *, n_paths, n_steps,
+    block, latency, relaxed, record, mesh, rng,
 ):  # fmt: skip
     dtp = jnp.asarray(market.s0).dtype
     dt = jnp.asarray(dt).astype(dtp)
@@ -319,8 +324,11 @@ def _core(
     if path_sharding is not None:
         c0 = jax.lax.with_sharding_constraint(c0, path_sharding)
 
+    tau = None if tau is None else jnp.asarray(tau).astype(dtp)
     step = jax.vmap(
-        _make_step(strategy, market, fills, dt, max_position, latency, relaxed, record, levels),
+        _make_step(
+            strategy, market, fills, dt, max_position, latency, relaxed, record, levels, tau
+        ),
         in_axes=(0, None, 0, 0),
     )
 
@@ -388,9 +396,9 @@ _STATIC = ("n_paths", "n_steps", "block", "latency", "relaxed", "record", "mesh"
 _core_jit = jax.jit(_core, static_argnames=_STATIC)
 
 
-def _sweep_core(strategies, market, fills, key, dt, max_position, q0, x0, **kw):
+def _sweep_core(strategies, market, fills, key, dt, max_position, q0, x0, tau=None, **kw):
     return jax.vmap(
-        lambda s: _core(s, market, fills, key, dt, max_position, q0, x0, **kw),
+        lambda s: _core(s, market, fills, key, dt, max_position, q0, x0, tau, **kw),
     )(strategies)
 
 
@@ -412,6 +420,25 @@ def _rng(rng):
     if rng not in ("jax", "hash"):
         raise ValueError(f"rng: must be 'jax' or 'hash', got {rng!r}")
     return rng
+
+
+def _relax(relaxed):
+    """``relaxed`` argument -> (static mode, traced temperature or ``None``).
+
+    Modes: ``False`` (exact), ``True`` (expectation), ``"concrete"`` and ``"straight_through"``
+    (:class:`Concrete`, temperature ``tau``). ``False`` / ``True`` pass no temperature, so their
+    traces are the ones they always were.
+    """
+    if isinstance(relaxed, Concrete):
+        mode = "straight_through" if relaxed.straight_through else "concrete"
+        return mode, relaxed.tau
+    if isinstance(relaxed, str) and relaxed == "concrete":
+        return "concrete", Concrete().tau
+    if isinstance(relaxed, bool | int) and relaxed in (0, 1):
+        return bool(relaxed), None
+    raise ValueError(
+        f"relaxed: must be False, True, 'concrete' or a Concrete(tau), got {relaxed!r}"
+    )
 
 
 def _mesh(devices, n_paths):
@@ -440,7 +467,7 @@ def simulate(
     latency_steps: int = 0,
     initial_inventory: Any = 0.0,
     initial_cash: Any = 0.0,
-    relaxed: bool = False,
+    relaxed: Any = False,
     record: bool = True,
     block: int = 1,
     devices: Any = None,
@@ -465,8 +492,13 @@ def simulate(
         max_position: the risk layer's ``max_position`` (``None``: unlimited).
         latency_steps: static; a quote decided at step ``i`` is live during step ``i + L``.
         initial_inventory, initial_cash: ``q_0`` and ``x_0``.
-        relaxed: static; differentiable mode — every fill is replaced by its expected
-            quantity (see :func:`tune`), the mid path stays random.
+        relaxed: differentiable mode (the mid path stays random in every mode). ``False``
+            (default): exact random fills. ``True``: every fill is replaced by its expected
+            quantity (see :func:`tune`); inventory noise from fills is lost. ``"concrete"``
+            or :class:`Concrete` ``(tau, straight_through=False)``: every fill indicator
+            ``1{U < P}`` becomes ``sigmoid((logit P - logit U) / tau)`` on the same uniforms,
+            so fills stay random and inventory risk is kept (``docs/backtesting.md``).
+            The mode is static; ``tau`` is traced (a new value does not recompile).
         record: static; also return the per-step paths (memory ``O(n_paths n_steps)``).
         block: static; steps per PRNG call (default 1: one call per step for all paths; on
             CPU larger blocks were slower — the block's numbers leave the cache; it changes
@@ -491,11 +523,12 @@ def simulate(
         ((50,), (50, 101))
     """
     _validate(n_paths, n_steps, dt, max_position, latency_steps, block)
+    mode, tau = _relax(relaxed)
     mp = jnp.inf if max_position is None else max_position
     return _core_jit(
-        strategy, market, fills, key, dt, mp, initial_inventory, initial_cash,
+        strategy, market, fills, key, dt, mp, initial_inventory, initial_cash, tau,
         n_paths=int(n_paths), n_steps=int(n_steps), block=int(min(block, n_steps)),
-        latency=int(latency_steps), relaxed=bool(relaxed), record=bool(record),
+        latency=int(latency_steps), relaxed=mode, record=bool(record),
         mesh=_mesh(devices, int(n_paths)), rng=_rng(rng),
     )  # fmt: skip
 
@@ -513,7 +546,7 @@ def sweep(
     latency_steps: int = 0,
     initial_inventory: Any = 0.0,
     initial_cash: Any = 0.0,
-    relaxed: bool = False,
+    relaxed: Any = False,
     record: bool = False,
     block: int = 1,
     devices: Any = None,
@@ -539,10 +572,11 @@ def sweep(
         (3, 64)
     """
     _validate(n_paths, n_steps, dt, max_position, latency_steps, block)
+    mode, tau = _relax(relaxed)
     mp = jnp.inf if max_position is None else max_position
     return _sweep_jit(
-        strategies, market, fills, key, dt, mp, initial_inventory, initial_cash,
+        strategies, market, fills, key, dt, mp, initial_inventory, initial_cash, tau,
         n_paths=int(n_paths), n_steps=int(n_steps), block=int(min(block, n_steps)),
-        latency=int(latency_steps), relaxed=bool(relaxed), record=bool(record),
+        latency=int(latency_steps), relaxed=mode, record=bool(record),
         mesh=_mesh(devices, int(n_paths)), rng=_rng(rng),
     )  # fmt: skip

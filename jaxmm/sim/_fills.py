@@ -20,6 +20,12 @@ Exact rules (also in ``docs/backtesting.md``):
   the level (``N`` from the same ``U`` by inversion, at most ``max_arrivals``) and the level
   trades ``min(size, order_size N)``;
 - fees: ``maker_fee`` is a fraction of traded notional charged on every fill (negative = rebate).
+
+Relaxations (differentiable mode, ``docs/backtesting.md``): ``relaxed=True`` replaces a level's
+fill indicator ``1{U < P}`` by its expectation ``P``; ``relaxed=Concrete(tau)`` replaces it by
+the Concrete / Gumbel-sigmoid relaxed Bernoulli (Maddison, Mnih & Teh 2017; Jang, Gu & Poole
+2017) driven by the SAME uniform, ``sigmoid((logit P - logit U) / tau)``, which tends to
+``1{U < P}`` as ``tau -> 0`` (partial fills: every ``1{U < P(N >= n)}`` likewise).
 """
 
 from __future__ import annotations
@@ -27,14 +33,73 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammainc
+from jax.scipy.special import gammainc, gammaincc
 from jaxtyping import Array
 
 from .._validate import check_values
 from ._market import _f
 
-__all__ = ["PoissonFills"]
+__all__ = ["Concrete", "PoissonFills"]
+
+
+class Concrete(eqx.Module):
+    """Concrete (Gumbel-sigmoid) fill relaxation for ``simulate(..., relaxed=Concrete(tau))``.
+
+    A level's exact fill indicator ``1{U < P}`` (``U`` the side's uniform of the step, ``P`` the
+    fill probability) becomes ``sigmoid((logit P - logit U) / tau)`` on the SAME ``U`` (common
+    random numbers with the exact simulator). ``logit P - logit U = logit P + L`` with
+    ``L = log(1 - U) - log U`` a standard logistic variable, so this is the relaxed Bernoulli of
+    Maddison, Mnih & Teh (2017) and Jang, Gu & Poole (2017). Fills stay random (inventory risk
+    is kept), the path is smooth in the quote prices, and it tends to the exact simulator path
+    by path as ``tau -> 0``; per step the mean fill is ``P + O(tau^2)`` and the variance
+    ``P (1 - P) (1 - tau) + O(tau^2)`` (``docs/backtesting.md``).
+
+    Attributes:
+        tau: temperature, > 0 (a traced value: a new ``tau`` does not recompile). Small
+            ``tau``: less bias, noisier gradients.
+        straight_through: static; forward pass = the exact ``1{U < P}`` (the exact simulator's
+            values), backward pass = the Concrete gradient (Bengio et al. 2013's estimator).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxmm.sim import Concrete, PoissonFills
+        >>> f, c = PoissonFills(140.0, 1.5), Concrete(0.01)
+        >>> p = float(f.fill_probability(0.5, 0.005, side=0))
+        >>> u = jnp.array([0.2, 0.3])  # p = 0.2815: the first fills, the second does not
+        >>> [round(float(f.fill_quantity(0.5, 1.0, x, 0.005, 0, "concrete", c.tau)), 3)
+        ...  for x in u]
+        [1.0, 0.0]
+    """
+
+    tau: Array
+    straight_through: bool = eqx.field(static=True)
+
+    def __init__(self, tau: Any = 0.1, straight_through: bool = False):
+        check_values("tau", tau, gt=0.0)
+        self.tau = _f(tau)
+        self.straight_through = bool(straight_through)
+
+
+def _logit_ratio(lo: Array, hi: Array) -> Array:
+    """``log(lo) - log(hi)`` with both clamped to the smallest normal (finite values and
+    gradients where a probability underflows to 0 or rounds to 1)."""
+    tiny = jnp.finfo(lo.dtype).tiny
+    return jnp.log(jnp.maximum(lo, tiny)) - jnp.log(jnp.maximum(hi, tiny))
+
+
+def _soft_indicator(logit_p: Array, p: Array, u: Array, tau: Any, mode: str) -> Array:
+    """Concrete relaxation of ``1{u < p}``: ``sigmoid((logit p - logit u) / tau)``; with
+    ``mode="straight_through"`` the forward value is the exact indicator."""
+    dtp = logit_p.dtype
+    u = jnp.asarray(u).astype(dtp)
+    logit_u = _logit_ratio(u, 1.0 - u)
+    soft = jax.nn.sigmoid((logit_p - logit_u) / jnp.asarray(tau).astype(dtp))
+    if mode != "straight_through":
+        return soft
+    hard = jnp.where(u < p, 1.0, 0.0).astype(dtp)
+    return soft + jax.lax.stop_gradient(hard - soft)
 
 
 class PoissonFills(eqx.Module):
@@ -125,17 +190,41 @@ class PoissonFills(eqx.Module):
             return jnp.clip(mu, 0.0, 1.0)
         return -jnp.expm1(-mu)
 
+    def logit_fill_probability(self, delta: Any, dt: Any, side: int) -> Array:
+        """``logit P = log P - log(1 - P)`` of :meth:`fill_probability`, computed stably
+        (``prob="exact"``: ``log(-expm1(-mu)) + mu``, so no cancellation when ``P -> 1``)."""
+        mu = self.intensity_dt(delta, dt, side)
+        if self.prob == "linear":
+            p = jnp.clip(mu, 0.0, 1.0)
+            return _logit_ratio(p, 1.0 - p)
+        tiny = jnp.finfo(mu.dtype).tiny
+        return jnp.log(-jnp.expm1(-jnp.maximum(mu, tiny))) + mu
+
     def fill_quantity(
-        self, delta: Array, size: Array, u: Array, dt: Any, side: int, relaxed: bool
+        self,
+        delta: Array,
+        size: Array,
+        u: Array,
+        dt: Any,
+        side: int,
+        relaxed: bool | str,
+        tau: Any = None,
     ) -> Array:
         """Filled quantity per level for one side of one path.
 
-        ``delta`` and ``size`` have shape ``(levels,)`` or ``()``; ``u`` is the side's uniform. With
-        ``relaxed`` the expected filled quantity replaces the random one (differentiable mode).
+        ``delta`` and ``size`` have shape ``(levels,)`` or ``()``; ``u`` is the side's uniform.
+        ``relaxed`` (static): ``False`` the random fill, ``True`` its expectation,
+        ``"concrete"`` / ``"straight_through"`` the :class:`Concrete` relaxation at
+        temperature ``tau`` on the same ``u``.
         """
+        size = jnp.asarray(size)
         dtp = size.dtype
+        concrete = relaxed in ("concrete", "straight_through")
         if not self.partial:
             p = self.fill_probability(delta, dt, side)
+            if concrete:
+                lp = self.logit_fill_probability(delta, dt, side)
+                return size * _soft_indicator(lp, p, u, tau, relaxed)
             if relaxed:
                 return size * p
             return jnp.where(jnp.asarray(u).astype(dtp) < p, size, 0.0).astype(dtp)
@@ -147,6 +236,13 @@ class PoissonFills(eqx.Module):
         # P(N >= n) for a Poisson(mu) count is the regularised lower incomplete gamma P(n, mu).
         tail = gammainc(n[None, :], mu[:, None])  # (levels, N)
         w = jnp.clip(size[:, None] - m * (n[None, :] - 1.0), 0.0, m)  # fill of the n-th order
+        if concrete:
+            # gammainc's derivative in x is NaN at x = 0 (a = 1): keep mu >= tiny here
+            mu_c = jnp.maximum(mu, jnp.finfo(dtp).tiny)[:, None]
+            tail = gammainc(n[None, :], mu_c)
+            lt = _logit_ratio(tail, gammaincc(n[None, :], mu_c))
+            hit = _soft_indicator(lt, tail, u, tau, relaxed)
+            return jnp.reshape(jnp.sum(w * hit, axis=-1), shape)
         if relaxed:
             return jnp.reshape(jnp.sum(w * tail, axis=-1), shape)
         hit = jnp.asarray(u).astype(dtp) < tail

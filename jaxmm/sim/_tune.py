@@ -8,6 +8,12 @@ objective of the result is differentiable in the strategy's parameters. For quot
 depend on the inventory the relaxed mean PnL equals the exact simulator's mean PnL (PnL is
 linear in the fills); for inventory-dependent quotes it is a mean-field approximation, which is
 why tuned parameters are always re-evaluated on fresh paths of the exact simulator.
+
+That mean-field limit has no fill noise: with quotes symmetric at ``q = 0`` the expected buy and
+sell fills cancel and the inventory stays exactly 0, so a mean-variance or CARA objective never
+sees inventory risk. ``tune(..., relaxed=Concrete(tau))`` tunes on the Concrete relaxation
+instead (:class:`jaxmm.sim.Concrete`): random, smooth fills on the exact simulator's uniforms,
+which keep the inventory variance (``docs/backtesting.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._engine import SimResult, _core, _rng, _validate
+from ._engine import SimResult, _core, _relax, _rng, _validate
 
 __all__ = ["TuneResult", "tune"]
 
@@ -58,8 +64,9 @@ def tune(
     block: int = 1,
     rng: str = "jax",
     progress: bool = True,
+    relaxed: Any = True,
 ) -> TuneResult:
-    """Maximise ``objective(simulate(..., relaxed=True))`` over selected positive parameters.
+    """Maximise ``objective(simulate(..., relaxed=relaxed))`` over selected positive parameters.
 
     Each selected leaf ``p`` is optimised as ``log p`` (so it stays > 0); iteration ``i`` uses
     fresh paths drawn from ``fold_in(key, i)`` (stochastic gradient ascent).
@@ -77,6 +84,10 @@ def tune(
             to the log-parameters.
         n_iter: number of gradient steps.
         progress: show a ``tqdm`` progress bar.
+        relaxed: the differentiable mode, as in :func:`simulate`: ``True`` (default, expected
+            fills), ``"concrete"`` or :class:`Concrete` ``(tau)`` (random relaxed fills, keeps
+            inventory risk; use it when the objective penalises variance). ``False`` is
+            rejected (the exact simulator has zero gradient in the quote prices).
 
     Returns:
         :class:`TuneResult`.
@@ -96,6 +107,9 @@ def tune(
 
     _validate(n_paths, n_steps, dt, max_position, latency_steps, block)
     rng = _rng(rng)
+    mode, tau = _relax(relaxed)
+    if mode is False:
+        raise ValueError("relaxed: tune needs a differentiable mode (True, 'concrete' or Concrete)")
     if isinstance(n_iter, bool) or int(n_iter) != n_iter or n_iter < 1:
         raise ValueError(f"n_iter: must be an integer >= 1, got {n_iter!r}")
     leaves = tuple(params(strategy))
@@ -111,9 +125,9 @@ def tune(
 
     def loss(th, k):
         res = _core(
-            build(th), market, fills, k, dt, mp, 0.0, 0.0, n_paths=int(n_paths),
+            build(th), market, fills, k, dt, mp, 0.0, 0.0, tau, n_paths=int(n_paths),
             n_steps=int(n_steps), block=int(min(block, n_steps)), latency=int(latency_steps),
-            relaxed=True, record=False, mesh=None, rng=rng,
+            relaxed=mode, record=False, mesh=None, rng=rng,
         )  # fmt: skip
         return -objective(res)
 
