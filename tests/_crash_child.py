@@ -10,10 +10,9 @@ acknowledges (after its commit) is appended to JOURNAL as one tab-separated line
 future resolves — so JOURNAL is a superset of what the engine saw acknowledged, and every line
 in it was committed before it was written; ``JOURNAL.snap`` gets a line after each committed
 position snapshot (the parent waits for one before it picks the moment to kill). The writer is
-the engine's own; the journal comes in through ``FillWriter``'s documented ``on_ack`` callback,
-installed by substituting a subclass for ``jaxmm.store.FillWriter`` (the engine looks the class
-up when it starts; it has no acknowledgement hook of its own). Prints ``DONE <fills acked>``
-when the run ends normally.
+the engine's own; the journal comes in through the engine's ``on_fill_ack`` hook
+(``run_simulation(..., on_fill_ack=...)``, passed to ``FillWriter``'s ``on_ack``). Prints
+``DONE <fills acked>`` when the run ends normally.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ import asyncio
 import os
 import sys
 
-import jaxmm.store
 from jaxmm.engine import MarketMakerConfig, run_simulation
-from jaxmm.store import FillWriter, Store
+from jaxmm.store import Store
 
 
 def main() -> None:
@@ -39,11 +37,6 @@ def main() -> None:
         os.write(fd, lines.encode())
         os.fsync(fd)
 
-    class JournalingWriter(FillWriter):
-        def __init__(self, store, **kw):
-            super().__init__(store, on_ack=on_ack, **kw)
-
-    jaxmm.store.FillWriter = JournalingWriter  # type: ignore[misc]
     demo = MarketMakerConfig.demo().model_dump()
     config = MarketMakerConfig.model_validate({**demo, "snapshot_every_s": 0.2})
 
@@ -59,7 +52,12 @@ def main() -> None:
         store.save_position_snapshot = journaled_snapshot  # type: ignore[method-assign]
         try:
             mm = await run_simulation(
-                config, seconds=float(seconds), seed=int(seed), store=store, taker_intensity=2.0
+                config,
+                seconds=float(seconds),
+                seed=int(seed),
+                store=store,
+                taker_intensity=2.0,
+                on_fill_ack=on_ack,
             )
         finally:
             await store.close()

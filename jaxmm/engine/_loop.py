@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from decimal import Decimal
@@ -344,6 +346,29 @@ class OptionsMarketMaker:
             underlying book (default: :func:`build_exchange`).
         clock: integer-ns clock (books, staleness, breaker timing, snapshots).
         writer_queue: the fill writer's queue bound (fills).
+        on_fill_ack: called by the store's :class:`jaxmm.store.FillWriter` once per committed
+            batch, after the commit and before the fills count as acknowledged, with
+            ``[(FillRecord, stored), ...]`` (``stored`` False: the trade id was already in the
+            store) — e.g. to journal acknowledgements. An exception it raises is logged, never
+            affects the acknowledgements. Ignored without a store.
+        session_id: this engine's session id (default: 12 random hex digits, ``uuid4``);
+            prefixes every stored trade id and order id (``"{session}:{symbol}:{book trade
+            id}:{order id}"``): the venue's counters restart at 1 in every process, the
+            session keeps ids of different sessions on one store apart. 1-24 characters of
+            ``[0-9A-Za-z_-]``.
+        simulated_time: ``clock`` is a simulated clock (e.g. the simulated market's time,
+            :func:`jaxmm.engine.run_simulation` with ``clock="simulated"``): the engine never
+            waits on wall time (a hedge's fills are awaited by yielding to the event loop,
+            not with a wall-clock deadline), so a run is a deterministic function of its
+            inputs.
+        gc_freeze: after the jit warm-up at the end of :meth:`start`, run ``gc.collect()``
+            and ``gc.freeze()``; :meth:`stop` undoes it with ``gc.unfreeze()``
+            (docs/engine.md, "Garbage collector").
+
+    Restart: with a store, :meth:`start` rebuilds every position (quantity, average price,
+    realised PnL, fees) from the store's whole fill log (the fill log is the record; snapshots
+    are checkpoints of it) into the risk manager and the chain positions before anything is
+    quoted, so limits, hedges, PnL and snapshots continue where the last session stopped.
 
     Option symbols: ``f"{underlying}-{days:04d}D-{strike:g}-{C|P}"``
     (:func:`jaxmm.engine.option_symbol`). Views (:meth:`quotes`, :meth:`greeks`, ...) return
@@ -378,11 +403,40 @@ class OptionsMarketMaker:
         exchange: InProcessExchange | None = None,
         clock: Callable[[], int] = time.time_ns,
         writer_queue: int = 100_000,
+        on_fill_ack: Callable[[Any], None] | None = None,
+        session_id: str | None = None,
+        simulated_time: bool = False,
+        gc_freeze: bool = True,
     ) -> None:
         if not isinstance(config, MarketMakerConfig):
             raise ValueError(f"config: expected a MarketMakerConfig, got {type(config).__name__}")
         if type(writer_queue) is not int or writer_queue < 1:
             raise ValueError(f"writer_queue: must be an int >= 1, got {writer_queue!r}")
+        if on_fill_ack is not None and not callable(on_fill_ack):
+            raise ValueError(
+                f"on_fill_ack: must be callable or None, got {type(on_fill_ack).__name__}"
+            )
+        if session_id is None:
+            session_id = uuid.uuid4().hex[:12]
+        if (
+            not isinstance(session_id, str)
+            or not 1 <= len(session_id) <= 24
+            or not all(c.isascii() and (c.isalnum() or c in "_-") for c in session_id)
+        ):
+            raise ValueError(
+                f"session_id: must be 1-24 characters of [0-9A-Za-z_-], got {session_id!r}"
+            )
+        for name, flag in (("simulated_time", simulated_time), ("gc_freeze", gc_freeze)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}: must be a bool, got {flag!r}")
+        self.session_id = session_id
+        self.simulated_time = simulated_time
+        self._on_fill_ack = on_fill_ack
+        self._gc_freeze = gc_freeze
+        self._frozen = False
+        self._base_fill_id = 0  # the store's last fill id when positions were restored
+        self._snapshot_task: asyncio.Task | None = None
+        self.restored_fills = 0
         self.config = config
         self.events = events if events is not None else EventBroadcaster()
         self.store = store
@@ -501,11 +555,72 @@ class OptionsMarketMaker:
             from ..store import FillWriter
 
             await self._store_running_config("startup")
-            self._writer = FillWriter(self.store, max_queue=self._writer_queue)
+            await self._restore_positions()
+            self._writer = FillWriter(
+                self.store, max_queue=self._writer_queue, on_ack=self._on_fill_ack
+            )
             await self._writer.start()
-            self._spawn(self._snapshot_loop())
+            self._snapshot_task = self._spawn(self._snapshot_loop())
         self._t_start = self._clock()
         self._running = True
+        if self._gc_freeze:
+            # the engine's long-lived objects (books, jitted functions, instruments) move to
+            # the permanent generation: later collections only scan what the loop allocates
+            # (docs/engine.md, "Garbage collector")
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
+
+    async def _restore_positions(self) -> int:
+        """Replay the store's whole fill log into the positions (portfolio: quantity, average
+        price, realised PnL, fees; limit checker; chain and underlying quantities), in log
+        order with the engine's instruments (multipliers) — the same arithmetic as
+        :meth:`jaxmm.store.Store.rebuild_positions`, so what the engine holds equals the log
+        rebuilt. Later snapshots name the log's last id as their ``last_fill_id``. Fills of
+        instruments this config does not list raise a critical alert and are not held.
+        Returns the number of fills replayed."""
+        n = 0
+        unknown: dict[str, int] = {}
+        after = 0
+        while True:
+            page = await self.store.get_fills(after_id=after, limit=5_000)
+            for f in page:
+                st = self._owner.get(f.instrument)
+                if st is None:
+                    unknown[f.instrument] = unknown.get(f.instrument, 0) + 1
+                    continue
+                side = PSide.BUY if f.side == "buy" else PSide.SELL
+                fill = Fill(f.instrument, side, f.quantity, f.price, fee=f.fee)
+                st.grm.portfolio.apply_fill(fill)
+                st.grm.checker.on_fill(fill)
+                if f.instrument == st.symbol:
+                    st.under_qty += int(side) * f.quantity
+                else:
+                    st.pos[st.index[f.instrument]] += int(side) * f.quantity
+                n += 1
+            if page:
+                after = max(after, *(f.id or 0 for f in page))
+            if len(page) < 5_000:
+                break
+        self._base_fill_id = after
+        self.restored_fills = n
+        if unknown:
+            self._alert(
+                "critical",
+                "positions_unknown_instrument",
+                f"stored fills of instruments not in the config are not held: {unknown}",
+            )
+        return n
+
+    async def settle(self) -> None:
+        """Wait until every task the engine spawned (hedges, requotes, config writes) is
+        done, the periodic snapshot task apart — the sequencing point of a simulated-clock
+        run (:func:`jaxmm.engine.run_simulation`)."""
+        while True:
+            pending = [t for t in self._tasks if t is not self._snapshot_task and not t.done()]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _store_running_config(self, author: str) -> int:
         """Store the running config as a new version unless the store's latest equals it;
@@ -554,6 +669,9 @@ class OptionsMarketMaker:
         for f in self._unsub:
             f()
         self._unsub.clear()
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()  # the stopped engine's objects may be collected again
 
     def _spawn(self, coro) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(coro)
@@ -1259,11 +1377,19 @@ class OptionsMarketMaker:
                 if not ack.accepted or not ack.filled:
                     continue
                 k = (st.symbol, ack.order_id)
-                deadline = time.monotonic() + 1.0
-                while self._hedge_fills.get(k, 0) < ack.filled and time.monotonic() < deadline:
-                    self._hedge_event.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._hedge_event.wait(), 0.05)
+                if self.simulated_time:
+                    # no wall-clock deadline: yield to the loop a bounded number of times
+                    # (the in-process venue reports fills before submit returns)
+                    for _ in range(100):
+                        if self._hedge_fills.get(k, 0) >= ack.filled:
+                            break
+                        await asyncio.sleep(0)
+                else:
+                    deadline = time.monotonic() + 1.0
+                    while self._hedge_fills.get(k, 0) < ack.filled and time.monotonic() < deadline:
+                        self._hedge_event.clear()
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(self._hedge_event.wait(), 0.05)
                 self._hedge_fills.pop(k, None)
 
     # ------------------------------------------------------------------------ store
@@ -1274,8 +1400,8 @@ class OptionsMarketMaker:
 
         t = Decimal(repr(theo)) if math.isfinite(theo) and theo > 0 else None
         rec = FillRecord(
-            trade_id=f"{sym}:{rep.trade_id}:{rep.order_id}",
-            order_id=f"{sym}:{rep.order_id}",
+            trade_id=f"{self.session_id}:{sym}:{rep.trade_id}:{rep.order_id}",
+            order_id=f"{self.session_id}:{sym}:{rep.order_id}",
             instrument=sym,
             side="buy" if side is PSide.BUY else "sell",
             price=price,
@@ -1375,7 +1501,7 @@ class OptionsMarketMaker:
         pos = [(i, p) for st in self._u.values() for i, p in st.grm.portfolio.positions.items()]
         if self._backlog:
             return  # the fill log is behind the positions: next time
-        last_id = 0
+        last_id = self._base_fill_id
         if last is not None:
             fut = last[2]
             if fut is None:
@@ -1777,8 +1903,14 @@ class OptionsMarketMaker:
         return rows
 
     def greeks(self) -> dict:
-        """Position Greeks (raw units): ``total``, ``by_underlying`` and ``by_expiry`` (options
-        only, keyed by expiry in years as configured)."""
+        """Position Greeks: ``by_underlying`` and ``by_expiry`` (options only, keyed by expiry
+        in years as configured) in raw units (signed quantity x multiplier x the pricing
+        kernels' unit Greeks);
+        ``total_dollar``: the total across underlyings in the common currency of the
+        ``"total"`` limits (``risk()["total_greeks"]``, docs/engine.md): ``dollar_delta``
+        (sum of delta x S), ``dollar_gamma`` (sum of gamma x S^2 / 100), ``vega``, ``theta``;
+        ``total``: the sum of the raw Greeks, kept for compatibility — it adds deltas of
+        different underlyings (mixed units), so it is meaningful for one underlying only."""
         by_u, by_e = {}, {}
         for st in self._u.values():
             by_u[st.symbol] = {k: float(v) for k, v in st.grm.greeks(st.symbol).items()}
@@ -1794,7 +1926,17 @@ class OptionsMarketMaker:
                 e[float(t)] = vals
             by_e[st.symbol] = e
         total = {g: float(sum(v[g] for v in by_u.values())) for g in _GREEKS}
-        return {"total": total, "by_underlying": by_u, "by_expiry": by_e}
+        dollar = self._total_greeks()
+        total_dollar = {
+            k: float(x) if math.isfinite(x) else 0.0
+            for k, x in zip(("dollar_delta", "dollar_gamma", "vega", "theta"), dollar, strict=True)
+        }
+        return {
+            "total": total,
+            "total_dollar": total_dollar,
+            "by_underlying": by_u,
+            "by_expiry": by_e,
+        }
 
     def pnl(self) -> dict:
         """PnL in money: realised, unrealised (at model theo), fees, total = realised +

@@ -5,12 +5,29 @@ moving smiles from the config's ``spot``, ``vol`` and ``skew``; a TRUE-smile sur
 chain's own grid every ``surface_every`` steps) + :class:`SimulatedTraders` (one step of other
 traders per market step). Time: ``steps_per_second`` market steps per SIMULATED second, run
 as fast as the machine allows.
+
+Two clocks (``clock=``):
+
+- ``"wall"`` (default): the engine's clock is the wall clock; feed, engine and traders run as
+  concurrent tasks (the feed's streams in lock step, the traders woken after each requote).
+  Fast and close to a live deployment, but not reproducible: a hedge waits for its fills
+  with wall-clock timeouts and the traders' step may interleave with the engine's refresh.
+- ``"simulated"``: the engine's clock (books, surface staleness, breaker, expiry ageing) is
+  the market's time ``start_ns + round(n dt NS_PER_YEAR)``, nothing sleeps, and every market
+  step runs in one fixed sequence: market step -> surface updates (on steps ``1,
+  1 + surface_every, ...``) -> one price per underlying (each refresh followed by its hedge)
+  -> :meth:`OptionsMarketMaker.settle` (every spawned hedge done) -> one step of the traders
+  -> ``settle`` again. A run is then a deterministic function of (config, seed, parameters):
+  the same seed gives the same fills and PnL. ``steps_per_second`` may be below 1 (e.g.
+  ``1 / 60``: one step per simulated minute, a compressed trading day).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ._config import MarketMakerConfig
@@ -20,6 +37,7 @@ from ._traders import SimulatedTraders
 __all__ = ["run_simulation", "simulated_market"]
 
 _SECONDS_PER_YEAR = 365 * 86_400
+_NS_PER_YEAR = _SECONDS_PER_YEAR * 1_000_000_000
 
 
 def simulated_market(config: MarketMakerConfig, *, dt: float, seed: int) -> Any:
@@ -49,11 +67,14 @@ async def run_simulation(
     seed: int,
     store: Any = None,
     events: Any = None,
-    steps_per_second: int = 10,
+    steps_per_second: float = 10,
     surface_every: int = 5,
     taker_intensity: float = 0.2,
     taker_k: float | None = None,
     traders: dict | None = None,
+    clock: str = "wall",
+    on_fill_ack: Callable[[Any], None] | None = None,
+    start_ns: int | None = None,
 ) -> OptionsMarketMaker:
     """Run engine + simulated feed + simulated traders for ``seconds`` SIMULATED seconds.
 
@@ -62,13 +83,20 @@ async def run_simulation(
         seconds: simulated seconds (> 0); ``round(seconds x steps_per_second)`` market steps.
         seed: seeds the market (``seed``) and the traders (``seed + 1``).
         store, events: passed to :class:`OptionsMarketMaker`.
-        steps_per_second: market steps per simulated second (>= 1).
+        steps_per_second: market steps per simulated second: an int >= 1 with
+            ``clock="wall"``, any finite number > 0 with ``clock="simulated"``.
         surface_every: market steps between surface updates (>= 1).
         taker_intensity: taker arrivals per second per side per option book at zero distance
             from fair (converted to per year for :class:`jaxmm.feeds.TakerFlow`).
         taker_k: decay of the taker intensity per unit of option price (default: each
             underlying's own ``fill_k`` quote parameter).
         traders: extra keyword arguments of :class:`SimulatedTraders`.
+        clock: ``"wall"`` or ``"simulated"`` (module docstring: only ``"simulated"`` is
+            reproducible).
+        on_fill_ack: passed to :class:`OptionsMarketMaker` (the store's acknowledgements).
+        start_ns: with ``clock="simulated"``, the engine clock at market time 0 (ns since the
+            epoch, >= 0; default: the wall clock when the run starts). Only differences of
+            the clock enter the engine's decisions.
 
     Returns:
         The stopped engine (its views — ``stats()``, ``positions()``, ``pnl()`` — hold the
@@ -83,6 +111,12 @@ async def run_simulation(
         >>> mm = asyncio.run(run_simulation(cfg, seconds=1.0, seed=0))
         >>> mm.stats()["ticks"]
         10.0
+        >>> a = asyncio.run(run_simulation(cfg, seconds=60.0, seed=1, clock="simulated",
+        ...                                steps_per_second=0.5, taker_intensity=2.0))
+        >>> b = asyncio.run(run_simulation(cfg, seconds=60.0, seed=1, clock="simulated",
+        ...                                steps_per_second=0.5, taker_intensity=2.0))
+        >>> a.stats()["ticks"], a.positions() == b.positions()
+        (30.0, True)
     """
     from ..feeds import SimulatedFeed, TakerFlow
 
@@ -90,20 +124,26 @@ async def run_simulation(
         raise ValueError(f"config: expected a MarketMakerConfig, got {type(config).__name__}")
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds: must be finite and > 0, got {seconds!r}")
-    if type(steps_per_second) is not int or steps_per_second < 1:
-        raise ValueError(f"steps_per_second: must be an int >= 1, got {steps_per_second!r}")
+    if clock not in ("wall", "simulated"):
+        raise ValueError(f"clock: must be 'wall' or 'simulated', got {clock!r}")
+    if clock == "wall":
+        if type(steps_per_second) is not int or steps_per_second < 1:
+            raise ValueError(f"steps_per_second: must be an int >= 1, got {steps_per_second!r}")
+    elif (
+        isinstance(steps_per_second, bool)
+        or not isinstance(steps_per_second, int | float)
+        or not (math.isfinite(steps_per_second) and steps_per_second > 0)
+    ):
+        raise ValueError(f"steps_per_second: must be finite and > 0, got {steps_per_second!r}")
+    if type(surface_every) is not int or surface_every < 1:
+        raise ValueError(f"surface_every: must be an int >= 1, got {surface_every!r}")
+    if start_ns is not None and (type(start_ns) is not int or start_ns < 0):
+        raise ValueError(f"start_ns: must be None or an int >= 0 (ns), got {start_ns!r}")
     if not (math.isfinite(taker_intensity) and taker_intensity >= 0):
         raise ValueError(f"taker_intensity: must be finite and >= 0, got {taker_intensity!r}")
     n_steps = max(int(round(seconds * steps_per_second)), 1)
     dt = 1.0 / (steps_per_second * _SECONDS_PER_YEAR)
     market = simulated_market(config, dt=dt, seed=seed)
-    feed = SimulatedFeed(
-        market,
-        n_steps=n_steps,
-        surface_every=surface_every,
-        strikes_by_underlying={u.symbol: u.strikes for u in config.underlyings},
-        expiries_by_underlying={u.symbol: u.expiries for u in config.underlyings},
-    )
     flow = {
         u.symbol: TakerFlow(
             intensity=taker_intensity * _SECONDS_PER_YEAR,
@@ -111,7 +151,20 @@ async def run_simulation(
         )
         for u in config.underlyings
     }
-    mm = OptionsMarketMaker(config, events=events, store=store)
+    if clock == "simulated":
+        t0 = time.time_ns() if start_ns is None else start_ns
+        return await _run_simulated(
+            config, market, flow, n_steps, surface_every, seed, t0,
+            dict(events=events, store=store, on_fill_ack=on_fill_ack), traders or {},
+        )  # fmt: skip
+    feed = SimulatedFeed(
+        market,
+        n_steps=n_steps,
+        surface_every=surface_every,
+        strikes_by_underlying={u.symbol: u.strikes for u in config.underlyings},
+        expiries_by_underlying={u.symbol: u.expiries for u in config.underlyings},
+    )
+    mm = OptionsMarketMaker(config, events=events, store=store, on_fill_ack=on_fill_ack)
     tr = SimulatedTraders(mm.exchange, market, flow, seed + 1, config=config, **(traders or {}))
     await mm.start()
     stop = asyncio.Event()
@@ -123,6 +176,47 @@ async def run_simulation(
         mm.tick_event.set()
         await follower
         await feed.close()
+        await mm.stop()
+    mm.traders = tr
+    return mm
+
+
+async def _run_simulated(
+    config: MarketMakerConfig,
+    market: Any,
+    flow: dict,
+    n_steps: int,
+    surface_every: int,
+    seed: int,
+    start_ns: int,
+    engine_kw: dict,
+    traders_kw: dict,
+) -> OptionsMarketMaker:
+    """The ``clock="simulated"`` run: one fixed sequence per market step (module docstring)."""
+    from ..feeds import SurfaceUpdate
+
+    def market_clock() -> int:
+        return start_ns + round(market.n * market.dt * _NS_PER_YEAR)
+
+    mm = OptionsMarketMaker(config, clock=market_clock, simulated_time=True, **engine_kw)
+    tr = SimulatedTraders(mm.exchange, market, flow, seed + 1, config=config, **traders_kw)
+    grids = {u.symbol: (tuple(u.strikes), tuple(u.expiries)) for u in config.underlyings}
+    await mm.start()
+    try:
+        for step in range(n_steps):
+            ticks = market.step()
+            ts = market_clock()
+            if step % surface_every == 0:
+                for u, (strikes, expiries) in grids.items():
+                    spot = market.prices[u]
+                    vols = [market.implied_vol(u, strikes, t).tolist() for t in expiries]
+                    await mm.on_surface(SurfaceUpdate(u, expiries, strikes, vols, spot, ts, ts))
+            for tick in ticks:
+                await mm.on_price(tick.underlying, tick.price, ts)
+            await mm.settle()
+            tr.step()
+            await mm.settle()
+    finally:
         await mm.stop()
     mm.traders = tr
     return mm
