@@ -548,7 +548,12 @@ def summary_dict(run: LiveRun) -> dict:
     greeks = run.greeks.get("by_underlying", {})
     rows = []
     for u, lim in limits.items():
-        g = run.greeks.get("total", {}) if u == "total" else greeks.get(u, {})
+        if u == "total":  # total limits are in the common currency (docs/multi_underlying.md)
+            td = run.risk.get("total_greeks", {})
+            g = {"delta": td.get("dollar_delta", 0.0), "gamma": td.get("dollar_gamma", 0.0),
+                 "vega": td.get("vega", 0.0), "theta": td.get("theta", 0.0)}  # fmt: skip
+        else:
+            g = greeks.get(u, {})
         util = run.risk.get("utilisation", {}).get(u, {})
         for k in _GREEKS:
             if k in lim:

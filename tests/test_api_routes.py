@@ -604,6 +604,11 @@ def test_order_lifting_the_quote_shows_in_fills_positions_greeks_pnl_risk(backen
             assert g["total"]["delta"] == pytest.approx(want, rel=1e-6)
             assert g["by_underlying"]["XYZ"]["delta"] == pytest.approx(want, rel=1e-6)
             assert g["total"]["vega"] == pytest.approx(-2.0 * unit["vega"], rel=1e-6)
+            # the common-currency total: dollar delta = delta x S, dollar gamma = gamma S^2 / 100
+            td = g["total_dollar"]
+            assert td["dollar_delta"] == pytest.approx(want * 100.0, rel=1e-6)
+            want_g = -2.0 * XYZ.multiplier * unit["gamma"] * 100.0**2 / 100.0
+            assert td["dollar_gamma"] == pytest.approx(want_g, rel=1e-6)
             (per_exp,) = g["by_expiry"]["XYZ"].values()
             assert per_exp["gamma"] == pytest.approx(-2.0 * unit["gamma"], rel=1e-6)
 

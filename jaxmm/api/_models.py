@@ -364,7 +364,14 @@ class GreeksOut(_Out):
             ]
         }
     )
-    total: dict[str, float]
+    total: dict[str, float] = Field(
+        description="raw sum over underlyings: meaningful for one underlying only"
+    )
+    total_dollar: dict[str, float] = Field(
+        default_factory=dict,
+        description="across underlyings in the common currency: dollar_delta (delta x S), "
+        "dollar_gamma (gamma x S^2 / 100, per 1% move), vega, theta",
+    )
     by_underlying: dict[str, dict[str, float]]
     by_expiry: dict[str, dict[str, dict[str, float]]]
 

@@ -441,6 +441,7 @@ async def greeks(_: READ, ctx: CTX) -> GreeksOut:
     g = ctx.engine.greeks()
     return GreeksOut(
         total=g["total"],
+        total_dollar=g.get("total_dollar", {}),
         by_underlying=g["by_underlying"],
         by_expiry={
             u: {_expiry_key(e): v for e, v in per.items()} for u, per in g["by_expiry"].items()
