@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import math
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from statistics import NormalDist
@@ -29,16 +27,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from _db import Backend
 
 from jaxmm.api import ApiSettings, create_app, mint_token
 from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker, UnderlyingConfig
 from jaxmm.events import AlertTriggered
 from jaxmm.feeds import SurfaceUpdate
-from jaxmm.store import DailyPnl, FillRecord, Store
+from jaxmm.store import DailyPnl, FillRecord
 
-PG_URL = os.environ.get("JAXMM_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 SECRET = "routes-secret-" + "0123456789abcdef" * 2
 V1 = "/api/v1"
 N = NormalDist()
@@ -98,34 +94,6 @@ def bsm(S: float, K: float, T: float, r: float, q: float, v: float, call: bool) 
 
 
 # ---------------------------------------------------------------- backends and environment
-
-
-class Backend:
-    """Where one test's database lives (the pattern of tests/test_store_repo.py)."""
-
-    def __init__(self, kind: str, tmp_path):
-        self.kind = kind
-        if kind == "sqlite":
-            self.url, self.schema = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", None
-        else:
-            self.url, self.schema = PG_URL, f"t_{uuid.uuid4().hex[:12]}"
-
-    async def open(self) -> Store:
-        return await Store.open(self.url, migrate=True, schema=self.schema)
-
-    async def drop(self) -> None:
-        if self.schema is not None:
-            eng = create_async_engine(self.url)
-            async with eng.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            await eng.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, tmp_path):
-    b = Backend(request.param, tmp_path)
-    yield b
-    asyncio.run(b.drop())
 
 
 @dataclass

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -35,45 +33,6 @@ from jaxmm.store import (
     upgrade,
 )
 from jaxmm.store._schema import Base
-
-PG_URL = os.environ.get("JAXMM_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-class Backend:
-    """Where one test's database lives; ``open()`` must be awaited inside the test's loop."""
-
-    def __init__(self, kind: str, tmp_path):
-        self.kind = kind
-        if kind == "sqlite":
-            self.url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-            self.schema = None
-        else:
-            self.url = PG_URL
-            self.schema = f"t_{uuid.uuid4().hex[:12]}"
-
-    def engine(self):
-        if self.schema is None:
-            return create_async_engine(self.url)
-        return create_async_engine(
-            self.url, connect_args={"server_settings": {"search_path": self.schema}}
-        )
-
-    async def open(self, migrate: bool = True) -> Store:
-        return await Store.open(self.url, migrate=migrate, schema=self.schema)
-
-    async def drop(self):
-        if self.schema is not None:
-            eng = create_async_engine(self.url)
-            async with eng.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            await eng.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, tmp_path):
-    b = Backend(request.param, tmp_path)
-    yield b
-    asyncio.run(b.drop())
 
 
 def fill(i: int, **kw) -> FillRecord:

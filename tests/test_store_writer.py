@@ -7,45 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import uuid
 from decimal import Decimal
 
 import asyncpg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from _db import PG_URL, Backend
 
-from jaxmm.store import FillRecord, FillWriter, Store
+from jaxmm.store import FillRecord, FillWriter
 from jaxmm.store._repo import PG_COPY_MIN
-
-PG_URL = os.environ.get("JAXMM_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-class Backend:
-    def __init__(self, kind: str, tmp_path):
-        self.kind = kind
-        if kind == "sqlite":
-            self.url, self.schema = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}", None
-        else:
-            self.url, self.schema = PG_URL, f"w_{uuid.uuid4().hex[:12]}"
-
-    async def open(self) -> Store:
-        return await Store.open(self.url, migrate=True, schema=self.schema)
-
-    async def drop(self) -> None:
-        if self.schema is not None:
-            eng = create_async_engine(self.url)
-            async with eng.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            await eng.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, tmp_path):
-    b = Backend(request.param, tmp_path)
-    yield b
-    asyncio.run(b.drop())
 
 
 def fill(i: int, **kw) -> FillRecord:
