@@ -7,8 +7,15 @@
   variables and an optional TOML/JSON file.
 - :func:`mint_token` / :func:`decode_token`: HS256 JWTs with scopes ``read``, ``trade``,
   ``admin``; :class:`TokenBucketLimiter`: the per-subject rate limit.
+- ``/api/v1/mm/ws``: the event stream (subscribe by type and instrument, every frame carries the
+  event's sequence number, reconnect with ``from_seq`` replays exactly the missed events,
+  heartbeats, slow clients cut off with :data:`CLOSE_LAGGED`).
+- :class:`RedisStreamPublisher` / :class:`RedisStreamRelay` / :class:`RelayBroadcaster` /
+  :func:`make_relay_app`: several API worker processes serve one engine's events in order
+  through Redis Streams.
 
-Needs the ``api`` extra (FastAPI, PyJWT). Routes, scopes, errors: ``docs/api.md``.
+Needs the ``api`` extra (FastAPI, PyJWT, redis). Routes, scopes, errors: ``docs/api.md``;
+the stream and the fan-out: ``docs/events.md``.
 """
 
 from ._app import LOCAL_MODE_HEADER as LOCAL_MODE_HEADER
@@ -20,21 +27,31 @@ from ._auth import TokenBucketLimiter as TokenBucketLimiter
 from ._auth import decode_token as decode_token
 from ._auth import mint_token as mint_token
 from ._auth import require as require
+from ._fanout import RedisStreamPublisher as RedisStreamPublisher
+from ._fanout import RedisStreamRelay as RedisStreamRelay
+from ._fanout import RelayBroadcaster as RelayBroadcaster
+from ._fanout import make_relay_app as make_relay_app
 from ._models import ApiError as ApiError
 from ._routes import API_OWNER as API_OWNER
 from ._settings import ApiSettings as ApiSettings
+from ._ws import CLOSE_LAGGED as CLOSE_LAGGED
 
 __all__ = [
     "API_OWNER",
     "ApiError",
     "ApiSettings",
+    "CLOSE_LAGGED",
     "LOCAL_MODE_HEADER",
     "LOCAL_SUBJECT",
     "Principal",
+    "RedisStreamPublisher",
+    "RedisStreamRelay",
+    "RelayBroadcaster",
     "Scope",
     "TokenBucketLimiter",
     "create_app",
     "decode_token",
+    "make_relay_app",
     "mint_token",
     "require",
 ]
