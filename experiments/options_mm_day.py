@@ -9,21 +9,29 @@ steps of ``dt = (1 / 365) / n_steps`` years each (default 480: one step per simu
 minutes); the engine runs on a SIMULATED clock (ns = step x dt x 365 x 86400 x 1e9), so
 expiries decay, theta accrues, surfaces go stale and breakers cool down in simulated time.
 
-What runs, per step (the real engine loop, nothing re-implemented):
-``jaxmm.feeds.SimulatedFeed`` (GBM underlyings, OU-moving smile; the TRUE smile on the chain's
-own grid every ``surface_every`` steps) -> ``jaxmm.engine.OptionsMarketMaker.run`` (re-mark,
-quote, risk checks, order diff, hedges) against ``jaxmm.engine.SimulatedTraders`` (takers with
-intensity ``A exp(-k (quote - fair))``, passive orders, an underlying ladder for the hedges),
-exactly as :func:`jaxmm.engine.run_simulation` wires them, but with the simulated clock and a
-per-day taker intensity.
+What runs (the real engine loop, nothing re-implemented) is exactly
+``jaxmm.engine.run_simulation(cfg, seconds=86400, seed=seed, steps_per_second=n_steps / 86400,
+surface_every=..., taker_intensity=taker_per_day / 86400, clock="simulated", start_ns=0)``:
+the market of :func:`jaxmm.engine.simulated_market` (GBM underlyings, OU-moving smile),
+``jaxmm.engine.OptionsMarketMaker`` with ``simulated_time=True`` and
+``jaxmm.engine.SimulatedTraders`` (takers with intensity ``A exp(-k (quote - fair))``, passive
+orders, an underlying ladder for the hedges; seed ``seed + 1``), in one fixed sequence per
+market step: market step -> the TRUE smile on the chain's own grid (every ``surface_every``
+steps) -> one price per underlying (re-mark, quote, risk checks, order diff, hedge) ->
+``settle`` -> one step of the traders -> ``settle``. A run is therefore a deterministic
+function of (config, seed, arguments): the same seed gives the same fills and PnL. The loop is
+written out in :func:`run_engine_day` rather than calling ``run_simulation`` only because
+``run_simulation`` has no per-step hook to sample the engine's views (PnL attribution, Greeks,
+utilisation) during the day; the tests check that both end with the same fills and positions.
 
 Reference design (``NaiveQuoter``, plain NumPy + SciPy ``ndtr``): every option priced by
 Black-Scholes with a FIXED 30 % vol and no dividend, quoted at ``theo -/+ h`` with a fixed
 half-spread ``h`` equal to the engine's base half-spread ``(1 / gamma) ln(1 + gamma / k)``
 (same per-underlying ``gamma``, ``k``) and the engine's base size, no inventory or Greek
-awareness, no limits, no hedging. It is compared on the SAME simulated market: a second run
-with a fresh ``SimulatedMarket`` on the same seed (identical underlying and smile paths, the
-market's generator is used only by the market) and ``SimulatedTraders`` on the same seed (the
+awareness, no limits, no hedging. It is compared on the SAME simulated market: a second run,
+in the same per-step sequence, with a fresh ``SimulatedMarket`` on the same seed and ``dt``
+(identical underlying and smile paths, the market's generator is used only by the market) and
+``SimulatedTraders`` on the same seed (the
 traders draw the same number of uniforms per step whatever is quoted, so every book sees the
 same taker / passive random numbers: common random numbers); its quotes go through the same
 ``jaxmm.execution.QuoteManager`` and in-process books. Both are scored by the same independent
@@ -31,7 +39,7 @@ PnL: cash from their own fills plus positions marked at the TRUE fair value (BSM
 spot and smile, ``SimulatedTraders.fair_values``) and the underlying at the true spot.
 
 Writes ``experiments/results/options_mm_day/`` (``report.md``, ``summary.json``, PNG plots).
-Run: ``python experiments/options_mm_day.py`` (a few minutes on 2 cores) or ``--quick``
+Run: ``python experiments/options_mm_day.py`` (under a minute on 2 cores) or ``--quick``
 (seconds: 2 expiries x 8 strikes, 24 steps; used by the tests, with ``--out``).
 """
 
@@ -65,11 +73,13 @@ from jaxmm.engine import (
 )
 from jaxmm.events import EventBroadcaster
 from jaxmm.execution import InProcessConnector, Quote, QuoteManager, QuoteTarget
-from jaxmm.feeds import SimulatedFeed, TakerFlow
+from jaxmm.feeds import SurfaceUpdate, TakerFlow
 
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "options_mm_day"
 DAY = 1.0 / 365.0  # years
-NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
+SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_YEAR = 365 * 86_400
+NS_PER_YEAR = SECONDS_PER_YEAR * 1_000_000_000
 GREEKS = ("delta", "gamma", "vega", "theta")
 TERMS = ("spread", "delta", "gamma", "vega", "theta", "residual")
 
@@ -201,9 +211,22 @@ class NaiveQuoter:
 
 
 # --------------------------------------------------------------------------- the runs
-def _taker_flow(cfg: MarketMakerConfig, per_day: float) -> dict:
+def day_timing(n_steps: int) -> tuple[float, float]:
+    """``(steps_per_second, dt)`` of a day of ``n_steps`` market steps: ``dt`` in years,
+    computed exactly as :func:`jaxmm.engine.run_simulation` derives it from
+    ``steps_per_second`` (so both give bit-identical market paths for one seed)."""
+    sps = n_steps / SECONDS_PER_DAY
+    return sps, 1.0 / (sps * SECONDS_PER_YEAR)
+
+
+def taker_flow(cfg: MarketMakerConfig, per_day: float) -> dict:
+    """Takers per underlying, as :func:`jaxmm.engine.run_simulation` builds them from a
+    per-second ``taker_intensity = per_day / 86400`` and each underlying's ``fill_k``."""
     return {
-        u.symbol: TakerFlow(per_day / DAY, float(cfg.quote_params(u.symbol).fill_k))
+        u.symbol: TakerFlow(
+            intensity=per_day / SECONDS_PER_DAY * SECONDS_PER_YEAR,
+            k=float(cfg.quote_params(u.symbol).fill_k),
+        )
         for u in cfg.underlyings
     }
 
@@ -223,22 +246,25 @@ def _true_marks(tr: SimulatedTraders, pos: dict, cash: dict, under: dict) -> dic
 
 async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, taker_per_day: float,
                          every: int, surface_every: int) -> dict[str, Any]:  # fmt: skip
-    """The engine over one simulated day; returns the sampled series and the end state."""
-    dt = DAY / n_steps
+    """The engine over one simulated day; returns the sampled series and the end state.
+
+    The wiring and the per-step sequence are those of ``run_simulation(cfg, seconds=86400,
+    seed=seed, steps_per_second=n_steps / 86400, surface_every=surface_every,
+    taker_intensity=taker_per_day / 86400, clock="simulated", start_ns=0)`` (same market,
+    engine, traders and seeds; ``tests/test_experiment_options.py`` checks that both end
+    with the same fills and positions); the loop is written out here only to sample the
+    engine's views between steps, which ``run_simulation`` has no hook for."""
+    _, dt = day_timing(n_steps)
     market = simulated_market(cfg, dt=dt, seed=seed)
 
-    def clock() -> int:
-        return round(market.n * dt * NS_PER_YEAR)
+    def clock() -> int:  # the engine's clock is the market's time (start_ns = 0)
+        return round(market.n * market.dt * NS_PER_YEAR)
 
     bus = EventBroadcaster(history_size=1000)
-    mm = OptionsMarketMaker(cfg, events=bus, clock=clock)
-    tr = SimulatedTraders(mm.exchange, market, _taker_flow(cfg, taker_per_day), seed + 1,
+    mm = OptionsMarketMaker(cfg, events=bus, clock=clock, simulated_time=True)
+    tr = SimulatedTraders(mm.exchange, market, taker_flow(cfg, taker_per_day), seed + 1,
                           config=cfg)  # fmt: skip
-    feed = SimulatedFeed(
-        market, n_steps=n_steps, surface_every=surface_every, start_ns=0,
-        strikes_by_underlying={u.symbol: u.strikes for u in cfg.underlyings},
-        expiries_by_underlying={u.symbol: u.expiries for u in cfg.underlyings},
-    )  # fmt: skip
+    grids = {u.symbol: (tuple(u.strikes), tuple(u.expiries)) for u in cfg.underlyings}
     names = [u.symbol for u in cfg.underlyings]
     # independent ledger from the OrderFilled events (cash, positions)
     cash = dict.fromkeys(names, 0.0)
@@ -293,74 +319,78 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
             row[f"total.util.{k}"] = r["utilisation"]["total"].get(k, 0.0)
         rows.append(row)
 
-    def on_price(ev) -> None:
-        if ev.underlying == names[0] and (market.n - 1) % every == 0:
-            sample()
-
-    bus.add_callback(on_price, ("price_updated",))
     t_wall = time.perf_counter()
     t_cpu = time.process_time()
     await mm.start()
-    stop = asyncio.Event()
-    follower = asyncio.create_task(tr.follow(stop))
     try:
-        await mm.run(feed, max_ticks=n_steps * len(names))
+        for step in range(n_steps):
+            ticks = market.step()
+            ts = clock()
+            if (market.n - 1) % every == 0:
+                sample()  # the state left by the previous step, at the new true market
+            if step % surface_every == 0:
+                for u, (strikes, expiries) in grids.items():
+                    vols = [market.implied_vol(u, strikes, t).tolist() for t in expiries]
+                    await mm.on_surface(
+                        SurfaceUpdate(u, expiries, strikes, vols, market.prices[u], ts, ts)
+                    )
+            for tick in ticks:
+                await mm.on_price(tick.underlying, tick.price, ts)
+            await mm.settle()
+            tr.step()
+            await mm.settle()
+        sample()  # end of day, before stop() pulls the quotes
+        # cross-check: the engine's own total, rebuilt from the fill events at its marks
+        theo = {q["symbol"]: q["theo"] for q in mm.quotes()}
+        at_engine = dict(cash)
+        for sym, q in pos.items():
+            at_engine[sym.split("-", 1)[0]] += q * max(theo[sym], 0.0)
+        for u in names:
+            at_engine[u] += under[u] * market.prices[u]
+        final = {
+            "pnl": mm.pnl(),
+            "greeks": mm.greeks(),
+            "risk": {k: v for k, v in mm.risk().items() if k != "alerts"},
+            "stats": mm.stats(),
+            "positions": {p["symbol"]: p["quantity"] for p in mm.positions()},
+            "ledger_total_at_engine_marks": at_engine,
+            "true_pnl": _true_marks(tr, pos, cash, under),
+            "open_option_contracts": {u: float(sum(abs(q) for s, q in pos.items()
+                                                   if s.startswith(u + "-"))) for u in names},
+            "taker_orders": tr.taker_orders,
+            "passive_orders": tr.passive_orders,
+            "alerts": alerts,
+            "breaker_events": breaker_events,
+            "wall_s": time.perf_counter() - t_wall,
+            "cpu_s": time.process_time() - t_cpu,
+        }  # fmt: skip
     finally:
-        stop.set()
-        await follower
-        await feed.close()
-    sample()  # end of day, before stop() pulls the quotes
-    # cross-check: the engine's own total, rebuilt from the fill events at the engine's marks
-    theo = {q["symbol"]: q["theo"] for q in mm.quotes()}
-    at_engine = dict(cash)
-    for sym, q in pos.items():
-        at_engine[sym.split("-", 1)[0]] += q * max(theo[sym], 0.0)
-    for u in names:
-        at_engine[u] += under[u] * market.prices[u]
-    final = {
-        "pnl": mm.pnl(),
-        "greeks": mm.greeks(),
-        "risk": {k: v for k, v in mm.risk().items() if k != "alerts"},
-        "stats": mm.stats(),
-        "ledger_total_at_engine_marks": at_engine,
-        "true_pnl": _true_marks(tr, pos, cash, under),
-        "open_option_contracts": {u: float(sum(abs(q) for s, q in pos.items()
-                                               if s.startswith(u + "-"))) for u in names},
-        "taker_orders": tr.taker_orders,
-        "passive_orders": tr.passive_orders,
-        "alerts": alerts,
-        "breaker_events": breaker_events,
-        "wall_s": time.perf_counter() - t_wall,
-        "cpu_s": time.process_time() - t_cpu,
-    }  # fmt: skip
-    await mm.stop()
+        await mm.stop()
     return {"rows": rows, "final": final}
 
 
 async def run_naive_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, taker_per_day: float,
                         every: int) -> dict[str, Any]:  # fmt: skip
-    """The reference quoter on the same market (same seeds: same paths, same trader draws)."""
-    dt = DAY / n_steps
+    """The reference quoter on the same market (same seeds: same paths, same trader draws),
+    in the engine run's fixed per-step sequence: market step -> one price per underlying
+    (each quoted at once) -> one step of the traders."""
+    _, dt = day_timing(n_steps)
     market = simulated_market(cfg, dt=dt, seed=seed)
 
     def clock() -> int:
-        return round(market.n * dt * NS_PER_YEAR)
+        return round(market.n * market.dt * NS_PER_YEAR)
 
     exchange = build_exchange(cfg, clock)
     nq = NaiveQuoter(cfg, exchange)
-    tr = SimulatedTraders(exchange, market, _taker_flow(cfg, taker_per_day), seed + 1, config=cfg)
-    feed = SimulatedFeed(market, n_steps=n_steps, start_ns=0)
+    tr = SimulatedTraders(exchange, market, taker_flow(cfg, taker_per_day), seed + 1, config=cfg)
     names = [u.symbol for u in cfg.underlyings]
     under = dict.fromkeys(names, 0.0)
     rows: list[dict] = []
     await nq.start()
-    stop = asyncio.Event()
-    follower = asyncio.create_task(tr.follow(stop))
     t_wall = time.perf_counter()
 
     def sample() -> None:
         true = _true_marks(tr, nq.pos, nq.cash, under)
-        fair = tr.fair_values()
         row = {"step": market.n, "t_h": market.t / DAY * 24.0, "fills": nq.fills}
         for u in names:
             row[f"{u}.true_pnl"] = true[u]
@@ -375,19 +405,15 @@ async def run_naive_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, take
                             f"{u}.vega": float(q @ v), f"{u}.theta": float(q @ th)})  # fmt: skip
             else:
                 row.update({f"{u}.{k}": 0.0 for k in GREEKS})
-        del fair
         rows.append(row)
 
-    try:
-        prices = feed.prices()
-        async for p in prices:
-            if p.underlying == names[0] and (market.n - 1) % every == 0:
-                sample()
-            await nq.on_price(p.underlying, p.price, market.t)
-    finally:
-        stop.set()
-        await follower
-        await feed.close()
+    for _ in range(n_steps):
+        ticks = market.step()
+        if (market.n - 1) % every == 0:
+            sample()
+        for tick in ticks:
+            await nq.on_price(tick.underlying, tick.price, market.t)
+        tr.step()
     sample()
     final = {
         "true_pnl": _true_marks(tr, nq.pos, nq.cash, under),
@@ -433,7 +459,9 @@ def plots(out: pathlib.Path, cfg: MarketMakerConfig, eng: dict, nai: dict) -> li
         ax.axhline(1.0, color="r", lw=1)
         ax.set_title(f"|{g}| / limit")
         ax.set_xlabel("simulated hours")
-    axes[0].legend(fontsize=8)
+    # the legend on a panel that also shows the "total" line, if any
+    tot = [i for i, g in enumerate(GREEKS) if g in cfg.limits.get("total", {})]
+    axes[tot[0] if tot else 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "greeks_vs_limits.png", dpi=110)
     plt.close(fig)
