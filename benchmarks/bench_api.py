@@ -19,14 +19,22 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
   built immediately before ``publish`` so its ``local_ts_ns`` is the publish time; each client
   records ``time.time_ns() - local_ts_ns`` when its receive returns (same host clock). All
   subscribers live in the one load process, so the figure includes that process working through
-  100 sockets per event.
+  100 sockets per event. Each scenario also records the CPU time the server process and the
+  load process spent (``/proc/<pid>/stat``, ``os.times``): the marginal cost per subscriber per
+  event, ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``, is what bounds one process.
+- **WebSocket fan-out over workers** (``--fanout-workers 2``, needs a Redis server at
+  ``--redis-url``): the engine process appends every event to a Redis stream
+  (:class:`jaxmm.api._fanout.RedisStreamPublisher`); ``N`` uvicorn worker processes serve
+  ``relay_app_from_env`` (``RedisStreamRelay``) and ``100 / N`` subscribers each, from ``N``
+  load processes; latency from the engine's publish (through Redis and the worker) to receive.
 
 The load average (``os.getloadavg``) is recorded before and after each run; the machine is
 shared, so repeat on an idle machine before quoting a number. WebSocket permessage-deflate is
 off (``--deflate`` turns it on). Writes benchmarks/results/api.json and api.md.
 Every scenario runs ``--repeats`` times (default 3) against the same server; the headline numbers
 are medians, every run is kept in the JSON. Usage:
-``python benchmarks/bench_api.py [--rate 500] [--seconds 5] [--ws-rate 20] [--repeats 3]``.
+``python benchmarks/bench_api.py [--rate 500] [--seconds 5] [--ws-rate 20] [--repeats 3]
+[--fanout-workers 2] [--ws-only] [--ws-impl auto]``.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ def _pct(xs: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------------- server ----
 
 
-async def _serve(fd: int, ws_rate: float, no_deflate: bool) -> None:
+async def _serve(fd: int, ws_rate: float, no_deflate: bool, ws_impl: str) -> None:
     import uvicorn
 
     from jaxmm.api import ApiSettings, create_app
@@ -112,6 +120,14 @@ async def _serve(fd: int, ws_rate: float, no_deflate: bool) -> None:
             bus.publish(AlertTriggered(severity="info", kind="bench", message="tick"))
 
     tick = asyncio.create_task(ticker())
+    publisher = None
+    if os.environ.get("JAXMM_BENCH_STREAM"):  # fan-out: every event also into a Redis stream
+        from jaxmm.api._fanout import RedisStreamPublisher
+
+        publisher = RedisStreamPublisher(
+            bus, os.environ["JAXMM_REDIS_URL"], stream=os.environ["JAXMM_BENCH_STREAM"]
+        )
+        await publisher.start()
     # socket(fileno=) detects the family (AF_INET): asyncio then sets TCP_NODELAY on accepted
     # connections; uvicorn's own --fd path assumes AF_UNIX and leaves Nagle on (40 ms stalls).
     sock = socket.socket(fileno=fd)
@@ -122,12 +138,15 @@ async def _serve(fd: int, ws_rate: float, no_deflate: bool) -> None:
             access_log=False,
             ws_ping_interval=None,
             ws_per_message_deflate=not no_deflate,
+            ws=ws_impl,
         )
     )
     try:
         await server.serve(sockets=[sock])
     finally:
         tick.cancel()
+        if publisher is not None:
+            await publisher.stop()
         await engine.stop()
 
 
@@ -231,7 +250,18 @@ async def _rest_saturated(port: int, token: str, path: str, seconds: float) -> d
             "p99_ms": _pct(lat, 0.99), "connections": CONNECTIONS}  # fmt: skip
 
 
-async def _ws_latency(port: int, token: str, subscribers: int, seconds: float) -> dict:
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process (``/proc/<pid>/stat``; this one if None)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _ws_latency(
+    port: int, token: str, subscribers: int, seconds: float, server_pid: int | None = None
+) -> dict:
     from websockets.asyncio.client import connect
 
     url = f"ws://127.0.0.1:{port}/api/v1/mm/ws?token={token}"
@@ -243,6 +273,7 @@ async def _ws_latency(port: int, token: str, subscribers: int, seconds: float) -
             pass
     lat: list[float] = []
     seqs: list[list[int]] = [[] for _ in clients]
+    cpu0 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
     stop = time.perf_counter() + seconds
 
     async def reader(i: int, ws) -> None:
@@ -259,35 +290,144 @@ async def _ws_latency(port: int, token: str, subscribers: int, seconds: float) -
                 seqs[i].append(frame["seq"])
 
     await asyncio.gather(*(reader(i, ws) for i, ws in enumerate(clients)))
+    cpu1 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
     for ws in clients:
         await ws.close()
     common = set(seqs[0]).intersection(*map(set, seqs[1:])) if seqs else set()
     return {"subscribers": subscribers, "events": len(common), "samples": len(lat),
             "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "max_ms": max(lat, default=0.0),
-            "in_order": all(x == sorted(set(x)) for x in seqs)}  # fmt: skip
+            "in_order": all(x == sorted(set(x)) for x in seqs),
+            "server_cpu_ms": (cpu1[0] - cpu0[0]) * 1e3, "client_cpu_ms": (cpu1[1] - cpu0[1]) * 1e3,
+            "lat": lat}  # fmt: skip
 
 
-async def _load(port: int, token: str, rate: float, seconds: float, out: str) -> None:
+async def _load(
+    port: int, token: str, rate: float, seconds: float, out: str, server_pid: int, ws_only: bool
+) -> None:
     res: dict = {"rest": {}, "rest_saturated": {}, "ws": {}}
-    for path in ("/api/v1/mm/quotes", "/api/v1/mm/positions"):
+    for path in () if ws_only else ("/api/v1/mm/quotes", "/api/v1/mm/positions"):
         res["rest"][path] = await _rest_fixed_rate(port, token, path, rate, seconds)
         res["rest_saturated"][path] = await _rest_saturated(port, token, path, seconds)
     for n in SUBSCRIBERS:
-        res["ws"][str(n)] = await _ws_latency(port, token, n, seconds)
+        w = await _ws_latency(port, token, n, seconds, server_pid)
+        del w["lat"]
+        res["ws"][str(n)] = w
+    one, many = res["ws"][str(SUBSCRIBERS[0])], res["ws"][str(SUBSCRIBERS[-1])]
+    frames = (SUBSCRIBERS[-1] - SUBSCRIBERS[0]) * max(many["events"], 1)
+    res["ws_marginal_us_per_subscriber_event"] = {
+        "server": (many["server_cpu_ms"] - one["server_cpu_ms"]) * 1e3 / frames,
+        "client": (many["client_cpu_ms"] - one["client_cpu_ms"]) * 1e3 / frames,
+    }
     Path(out).write_text(json.dumps(res))
+
+
+async def _worker(fd: int) -> None:
+    """A fan-out worker: ``relay_app_from_env`` under uvicorn on the inherited socket."""
+    import uvicorn
+
+    from jaxmm.api._fanout import relay_app_from_env
+
+    sock = socket.socket(fileno=fd)  # AF_INET detected: TCP_NODELAY on accepted connections
+    config = uvicorn.Config(
+        relay_app_from_env(),
+        log_level="warning",
+        access_log=False,
+        ws_ping_interval=None,
+        ws_per_message_deflate=False,
+    )
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+async def _ws_load_only(port: int, token: str, subscribers: int, seconds: float, out: str) -> None:
+    """One fan-out load process: ``subscribers`` clients of one worker; raw latencies."""
+    Path(out).write_text(json.dumps(await _ws_latency(port, token, subscribers, seconds)))
+
+
+def _fanout(args, env: dict, workers: int, redis_url: str, stream: str, token: str) -> dict:
+    """``workers`` relay worker processes x (100 / workers) subscribers, one load process per
+    worker; all latencies pooled."""
+    procs, socks, ports = [], [], []
+    wenv = dict(env, JAXMM_REDIS_URL=redis_url, JAXMM_EVENT_STREAM=stream,
+                JAXMM_WS_HEARTBEAT_S="10")  # fmt: skip
+    try:
+        for _ in range(workers):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            sock.set_inheritable(True)
+            socks.append(sock)
+            ports.append(sock.getsockname()[1])
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--_worker", str(sock.fileno())],
+                    env=wenv,
+                    pass_fds=[sock.fileno()],
+                )  # fmt: skip
+            )
+        for port, proc in zip(ports, procs, strict=True):
+            _wait_ready(port, proc, path="/docs")
+        per = SUBSCRIBERS[-1] // workers
+        runs = []
+        for _ in range(args.repeats):
+            outs = [RESULTS / f".api_fanout_{i}.json" for i in range(workers)]
+            load_before = os.getloadavg()[0]
+            loads = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--seconds",
+                        str(args.seconds),
+                        "--_wsload",
+                        str(port),
+                        token,
+                        str(per),
+                        str(out),
+                    ],
+                    env=env,
+                )  # fmt: skip
+                for port, out in zip(ports, outs, strict=True)
+            ]
+            for ld in loads:
+                if ld.wait() != 0:
+                    raise RuntimeError("fan-out load process failed")
+            parts = [json.loads(o.read_text()) for o in outs]
+            for o in outs:
+                o.unlink(missing_ok=True)
+            lat = [x for part in parts for x in part["lat"]]
+            runs.append({"workers": workers, "subscribers_per_worker": per,
+                         "events": min(part["events"] for part in parts), "samples": len(lat),
+                         "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
+                         "max_ms": max(lat, default=0.0),
+                         "in_order": all(part["in_order"] for part in parts),
+                         "load_avg_before": load_before,
+                         "load_avg_after": os.getloadavg()[0]})  # fmt: skip
+        return {"median": _median_tree(runs), "runs": runs}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for sock in socks:
+            sock.close()
 
 
 # ---------------------------------------------------------------------------------- driver ----
 
 
-def _wait_ready(port: int, server: subprocess.Popen, timeout: float = 180.0) -> None:
+def _wait_ready(
+    port: int, server: subprocess.Popen, timeout: float = 180.0, path: str = "/api/v1/health"
+) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"server exited with code {server.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
                 if s.recv(12).startswith(b"HTTP/1.1 200"):
                     return
         except OSError:
@@ -306,15 +446,33 @@ def main() -> None:
     )
     p.add_argument("--repeats", type=int, default=3, help="load runs; medians are reported")
     p.add_argument("--no-write", action="store_true", help="print only; keep results/ as is")
+    p.add_argument(
+        "--ws-impl",
+        default="auto",
+        choices=["auto", "websockets-sansio", "websockets"],
+        help="uvicorn's WebSocket protocol implementation (auto: websockets-sansio)",
+    )
+    p.add_argument("--ws-only", action="store_true", help="skip the REST scenarios")
+    p.add_argument("--fanout-workers", type=int, default=0, help="also run the Redis fan-out")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="for the fan-out")
     p.add_argument("--_serve", type=int, help=argparse.SUPPRESS)  # internal: server process
-    p.add_argument("--_load", nargs=3, help=argparse.SUPPRESS)  # internal: port token out
+    p.add_argument("--_load", nargs=4, help=argparse.SUPPRESS)  # internal: port token out pid
+    p.add_argument("--_wsload", nargs=4, help=argparse.SUPPRESS)  # internal: port token n out
+    p.add_argument("--_worker", type=int, help=argparse.SUPPRESS)  # internal: fan-out worker
     args = p.parse_args()
+    if args._worker is not None:
+        asyncio.run(_worker(args._worker))
+        return
     if args._serve is not None:
-        asyncio.run(_serve(args._serve, args.ws_rate, no_deflate=not args.deflate))
+        asyncio.run(_serve(args._serve, args.ws_rate, not args.deflate, args.ws_impl))
         return
     if args._load is not None:
-        port, token, out = args._load
-        asyncio.run(_load(int(port), token, args.rate, args.seconds, out))
+        port, token, out, pid = args._load
+        asyncio.run(_load(int(port), token, args.rate, args.seconds, out, int(pid), args.ws_only))
+        return
+    if args._wsload is not None:
+        port, token, n, out = args._wsload
+        asyncio.run(_ws_load_only(int(port), token, int(n), args.seconds, out))
         return
 
     from jaxmm.api import mint_token
@@ -327,12 +485,16 @@ def main() -> None:
     sock.set_inheritable(True)
     port = sock.getsockname()[1]
     env = dict(os.environ, JAXMM_JWT_SECRET=secret, JAX_PLATFORMS="cpu")
-    me = [sys.executable, __file__, "--ws-rate", str(args.ws_rate)]
+    stream = f"jaxmm:bench:{secrets.token_hex(6)}"
+    senv = dict(env, JAXMM_BENCH_STREAM=stream, JAXMM_REDIS_URL=args.redis_url)
+    me = [sys.executable, __file__, "--ws-rate", str(args.ws_rate), "--ws-impl", args.ws_impl]
     if args.deflate:
         me.append("--deflate")
-    server = subprocess.Popen(me + ["--_serve", str(sock.fileno())], env=env,
+    server = subprocess.Popen(me + ["--_serve", str(sock.fileno())],
+                              env=senv if args.fanout_workers else env,
                               pass_fds=[sock.fileno()])  # fmt: skip
     out_file = RESULTS / ".api_load.json"
+    fanout = None
     try:
         _wait_ready(port, server)
         runs = []
@@ -340,7 +502,8 @@ def main() -> None:
             load_before = list(os.getloadavg())
             subprocess.run(
                 [sys.executable, __file__, "--rate", str(args.rate), "--seconds",
-                 str(args.seconds), "--_load", str(port), token, str(out_file)],
+                 str(args.seconds), "--_load", str(port), token, str(out_file), str(server.pid)]
+                + (["--ws-only"] if args.ws_only else []),
                 check=True, env=env,
             )  # fmt: skip
             run = json.loads(out_file.read_text())
@@ -349,6 +512,8 @@ def main() -> None:
         res = _median_tree(runs)
         load_before = [r["load_avg_before"][0] for r in runs]
         load_after = [r["load_avg_after"][0] for r in runs]
+        if args.fanout_workers:
+            fanout = _fanout(args, env, args.fanout_workers, args.redis_url, stream, token)
     finally:
         server.terminate()
         try:
@@ -357,7 +522,17 @@ def main() -> None:
             server.kill()
         sock.close()
         out_file.unlink(missing_ok=True)
+        if args.fanout_workers:
+            import redis
 
+            redis.Redis.from_url(args.redis_url).delete(stream)
+
+    marginal = res["ws_marginal_us_per_subscriber_event"]
+    if args.ws_only:
+        print(json.dumps({"ws": res["ws"], "marginal_us": marginal, "fanout": fanout,
+                          "ws_impl": args.ws_impl, "load_before": load_before,
+                          "load_after": load_after}, indent=2))  # fmt: skip
+        return
     q, pos = res["rest"]["/api/v1/mm/quotes"], res["rest"]["/api/v1/mm/positions"]
     result = {
         "rest_quotes_p50_ms": q["p50_ms"],
@@ -370,6 +545,10 @@ def main() -> None:
         "rest_positions_rps": res["rest_saturated"]["/api/v1/mm/positions"]["rps"],
         **{f"ws_p50_ms_{n}_subs": res["ws"][str(n)]["p50_ms"] for n in SUBSCRIBERS},
         **{f"ws_p99_ms_{n}_subs": res["ws"][str(n)]["p99_ms"] for n in SUBSCRIBERS},
+        "ws_impl": args.ws_impl,
+        "ws_server_us_per_subscriber_event": marginal["server"],
+        "ws_client_us_per_subscriber_event": marginal["client"],
+        "ws_fanout": None if fanout is None else fanout["median"],
         "bars": {"rest_p99_ms": 2.0, "ws_p99_ms_100_subs": 1.0, "roadmap_rest_ms": 5.0},
         "repeats": args.repeats,
         "load_avg_1min_before_each_run": load_before,
@@ -378,6 +557,7 @@ def main() -> None:
         f"{platform.python_version()}",
         "median": res,
         "runs": runs,
+        "fanout_runs": None if fanout is None else fanout["runs"],
     }
     print(json.dumps({k: v for k, v in result.items() if k not in ("median", "runs")}, indent=2))
     if args.no_write:
@@ -416,6 +596,22 @@ def main() -> None:
             f"| {n} | {w['events']} | {w['p50_ms']:.3f} | {w['p99_ms']:.3f} | {w['max_ms']:.2f} "
             f"| {w['in_order']} | 1 ms |"
         )
+    rows += [
+        "",
+        f"Marginal CPU per subscriber per event (100 vs 1 subscriber): server "
+        f"{marginal['server']:.1f} us, load process {marginal['client']:.1f} us "
+        f"(uvicorn ws = {args.ws_impl}).",
+    ]
+    if fanout is not None:
+        f = fanout["median"]
+        rows += [
+            "",
+            "| fan-out workers x subscribers | events | p50 publish->receive (ms) | p99 (ms) "
+            "| max (ms) | in order |",
+            "|---|---|---|---|---|---|",
+            f"| {f['workers']} x {f['subscribers_per_worker']} (Redis stream) | {f['events']} "
+            f"| {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['max_ms']:.2f} | {f['in_order']} |",
+        ]
     rows += [
         "",
         "REST latency runs from each request's scheduled send time (open loop, no coordinated "

@@ -220,7 +220,15 @@ def _server(app: Any) -> Any:
         def capture_signals(self):  # type: ignore[override]
             yield
 
-    cfg = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+    settings = getattr(app.state, "settings", None)
+    cfg = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        # event frames are small: per-connection zlib costs more than the bytes it saves
+        ws_per_message_deflate=bool(getattr(settings, "ws_per_message_deflate", False)),
+    )
     return _Server(cfg)
 
 

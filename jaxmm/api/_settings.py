@@ -64,7 +64,12 @@ class ApiSettings(BaseModel):
         rate_limit_burst: bucket size per subject (requests allowed at once).
         max_page: largest ``limit`` accepted by paged routes.
         ws_heartbeat_s, ws_queue_size, ws_close_timeout_s: the WebSocket stream's heartbeat
-            period, per-connection queue (events) and close timeout for a stalled client.
+            period (s, >= 0; 0 = no heartbeats), per-connection queue (events, 1..10**6) and
+            close timeout for a stalled client (s, > 0, <= 3600).
+        ws_per_message_deflate: negotiate permessage-deflate on the WebSocket (uvicorn's
+            ``ws_per_message_deflate``; ``jaxmm serve`` / ``make demo`` pass it). Off by
+            default: event frames are small, and compressing each frame once per connection
+            costs more CPU than the bytes it saves on the send path.
 
     Example:
         >>> s = ApiSettings.load(env={"JAXMM_JWT_SECRET": "x" * 32, "JAXMM_CORS_ORIGINS": "a,b"})
@@ -86,9 +91,10 @@ class ApiSettings(BaseModel):
     rate_limit_per_s: float = Field(default=50.0, gt=0, allow_inf_nan=False)
     rate_limit_burst: int = Field(default=100, ge=1)
     max_page: int = Field(default=1000, ge=1, le=1000)
-    ws_heartbeat_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
-    ws_queue_size: int = Field(default=1000, ge=1)
-    ws_close_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    ws_heartbeat_s: float = Field(default=10.0, ge=0, le=86_400, allow_inf_nan=False)
+    ws_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    ws_close_timeout_s: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
+    ws_per_message_deflate: bool = False
 
     @model_validator(mode="after")
     def _secret_required(self) -> ApiSettings:
