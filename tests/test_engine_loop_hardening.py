@@ -255,6 +255,28 @@ def test_order_filled_carries_theo():
     asyncio.run(main())
 
 
+def test_a_partial_fill_publishes_the_quote_with_its_remaining_size():
+    # WebSocket clients rebuild the quote table from QuoteUpdated events: a fill that leaves
+    # the quote resting with a smaller open size must be published at once, not at the next tick
+    async def main():
+        bus = EventBroadcaster()
+        mm, clock = await quoting(events=bus)
+        taker = InProcessConnector(mm.exchange, owner="taker")
+        sym = "XYZ-0030D-100-C"
+        (q,) = mm.quotes(symbol=sym)
+        assert q["ask_size"] >= 2
+        before = bus.last_seq
+        _inject(mm, taker, sym, Side.BUY, 1)  # lifts one lot of our ask
+        ups = [e for e in bus.history(before + 1) if e.type == "quote_updated"]
+        mine = [e for e in ups if e.instrument == sym]
+        assert mine, [e.instrument for e in ups]
+        assert mine[-1].ask_size == q["ask_size"] - 1
+        assert mine[-1].ask_size == mm.quotes(symbol=sym)[0]["ask_size"]
+        await mm.stop()
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ 7. the traders' follower
 def test_follow_waits_instead_of_spinning():
     class Counting:

@@ -30,6 +30,7 @@ from ._arb import publish_signals as publish_signals
 from ._config import MAX_DIRECTIONAL_SKEW as MAX_DIRECTIONAL_SKEW
 from ._config import MAX_SIZE_SCALAR as MAX_SIZE_SCALAR
 from ._config import MAX_SPREAD_MULTIPLIER as MAX_SPREAD_MULTIPLIER
+from ._config import AllocationConfig as AllocationConfig
 from ._config import MarketMakerConfig as MarketMakerConfig
 from ._config import OperatorControls as OperatorControls
 from ._config import UnderlyingConfig as UnderlyingConfig
@@ -43,6 +44,8 @@ from ._multi import TotalLimits as TotalLimits
 from ._multi import UnderlyingManager as UnderlyingManager
 from ._multi import equal_weights as equal_weights
 from ._multi import inverse_vol_weights as inverse_vol_weights
+from ._multi import pnl_covariance as pnl_covariance
+from ._multi import pnl_risk as pnl_risk
 from ._multi import risk_contributions as risk_contributions
 from ._multi import risk_parity_weights as risk_parity_weights
 from ._multi import target_weights as target_weights

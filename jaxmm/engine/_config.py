@@ -14,13 +14,14 @@ after its own symbol.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "UnderlyingConfig",
     "OperatorControls",
+    "AllocationConfig",
     "MarketMakerConfig",
     "option_symbol",
     "GREEK_LIMIT_KEYS",
@@ -182,6 +183,51 @@ class OperatorControls(BaseModel):
     disabled_instruments: list[str] = Field(default_factory=list)
 
 
+class AllocationConfig(BaseModel):
+    """Capital allocation across underlyings in the running engine (docs/multi_underlying.md,
+    "Allocation in the running engine").
+
+    Attributes:
+        mode: ``"none"`` (every underlying at its configured size and limits), ``"equal"``
+            (``w_i = 1/n``), ``"target"`` (``weights``), ``"risk_parity"`` (equal risk
+            contribution, :func:`jaxmm.engine.risk_parity_weights`) or ``"vol_weighted"``
+            (``w_i ∝ 1 / sigma_i``, ``sigma_i`` = the underlying's ``underlying_vol`` quote
+            parameter). Underlying ``i`` runs at ``scale_i = w_i / max_j w_j``: its
+            ``base_size`` and all its limits are multiplied by ``scale_i`` (never raised).
+        weights: for ``"target"`` only: ``{symbol: w}`` over exactly the configured
+            underlyings, ``w >= 0``, summing to 1 within 1e-9.
+        basis: for ``"risk_parity"``: ``"book"`` (covariance of the books' one-day PnL; while
+            any book carries no risk, e.g. before trading, the notional basis is used) or
+            ``"notional"`` (covariance ``rho_ij sigma_i sigma_j`` of one unit of money in
+            each underlying).
+        rebalance_s: the weights are recomputed at start, on every config change and every
+            this many seconds (engine clock), > 0.
+
+    Example:
+        >>> AllocationConfig(mode="equal").rebalance_s
+        60.0
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["none", "equal", "target", "risk_parity", "vol_weighted"] = "none"
+    weights: dict[str, float] | None = None
+    basis: Literal["book", "notional"] = "book"
+    rebalance_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _check(self) -> AllocationConfig:
+        if self.mode == "target":
+            if not self.weights:
+                raise ValueError("allocation.weights: required for mode 'target'")
+        elif self.weights is not None:
+            raise ValueError(f"allocation.weights: only for mode 'target' (mode is {self.mode!r})")
+        for k, w in (self.weights or {}).items():
+            if not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"allocation.weights.{k}: must be finite and >= 0, got {w!r}")
+        return self
+
+
 class MarketMakerConfig(BaseModel):
     """The running configuration of :class:`jaxmm.engine.OptionsMarketMaker`.
 
@@ -211,6 +257,15 @@ class MarketMakerConfig(BaseModel):
             is sent at once.
         hedge_suggest_threshold: gamma or vega utilisation of an underlying above which
             :meth:`OptionsMarketMaker.risk` carries a gamma/vega hedge suggestion for it.
+        correlation: correlation of the underlyings' returns, rows and columns in
+            ``underlyings`` order (``None`` = uncorrelated, the identity): square, symmetric,
+            unit diagonal, entries in ``[-1, 1]`` and positive semi-definite (tolerance
+            1e-10, :func:`jaxmm.risk.validate_correlation`). Used by the portfolio risk of
+            :meth:`OptionsMarketMaker.risk` and by risk-parity allocation.
+        repair_correlation: a ``correlation`` that is only not PSD is replaced, when used, by
+            :func:`jaxmm.risk.nearest_correlation` (Higham 2002) instead of being rejected;
+            the config keeps the matrix as given (:meth:`correlation_matrix` is the one used).
+        allocation: :class:`AllocationConfig` (default mode ``"none"``: no scaling).
 
     Example:
         >>> cfg = MarketMakerConfig.demo()
@@ -235,6 +290,9 @@ class MarketMakerConfig(BaseModel):
     arb_fee: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     arb_signal_interval_s: float = Field(default=5.0, ge=0, allow_inf_nan=False)
     hedge_suggest_threshold: float = Field(default=0.5, ge=0, allow_inf_nan=False)
+    correlation: list[list[float]] | None = None
+    repair_correlation: bool = False
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
 
     @field_validator("quote")
     @classmethod
@@ -268,7 +326,59 @@ class MarketMakerConfig(BaseModel):
         # the merged quote parameters of every underlying must pass QuoteParams' bounds
         for u in self.underlyings:
             self.quote_params(u.symbol)
+        self.correlation_matrix()
+        if self.allocation.mode in ("vol_weighted", "risk_parity"):
+            for u in self.underlyings:
+                if not float(self.quote_params(u.symbol).underlying_vol) > 0:
+                    raise ValueError(
+                        f"allocation.mode: {self.allocation.mode!r} needs underlying_vol > 0 "
+                        f"(quote parameter) for every underlying; {u.symbol!r} has 0"
+                    )
+        w = self.allocation.weights
+        if self.allocation.mode == "target":
+            if set(w) != set(names):
+                raise ValueError(
+                    f"allocation.weights: need exactly the underlyings {names}, got {sorted(w)}"
+                )
+            from ._multi import target_weights
+
+            try:
+                target_weights([w[n] for n in names])
+            except ValueError as exc:
+                raise ValueError(f"allocation.{exc}") from None
         return self
+
+    def correlation_matrix(self) -> Any:
+        """The ``(n, n)`` NumPy correlation in use (``underlyings`` order): the identity when
+        ``correlation`` is None, else the validated matrix, repaired with
+        :func:`jaxmm.risk.nearest_correlation` when it is not PSD and ``repair_correlation``
+        is set. ``ValueError`` naming ``correlation`` otherwise.
+
+        Example:
+            >>> MarketMakerConfig.demo().correlation_matrix().tolist()
+            [[1.0, 0.0], [0.0, 1.0]]
+        """
+        import numpy as np
+
+        from ..risk import nearest_correlation, validate_correlation
+
+        n = len(self.underlyings)
+        if self.correlation is None:
+            return np.eye(n)
+        rows = [len(r) for r in self.correlation]
+        if len(rows) != n or any(k != n for k in rows):
+            raise ValueError(
+                f"correlation: must be {n} x {n} (one row and column per underlying, in "
+                f"underlyings order), got {len(rows)} rows of lengths {rows}"
+            )
+        try:
+            return validate_correlation(self.correlation)
+        except ValueError as exc:
+            if self.repair_correlation and "positive semi-definite" in str(exc):
+                return validate_correlation(nearest_correlation(self.correlation))
+            msg = str(exc).removeprefix("corr: ")
+            hint = " or set repair_correlation" if "semi-definite" in msg else ""
+            raise ValueError(f"correlation: {msg}{hint}") from None
 
     def underlying(self, symbol: str) -> UnderlyingConfig:
         """The config of one underlying (``ValueError`` naming an unknown symbol)."""

@@ -83,6 +83,15 @@ from ..risk import (
     RiskLimits,
 )
 from ._config import MarketMakerConfig, OperatorControls
+from ._multi import (
+    _scaled_limits,
+    equal_weights,
+    inverse_vol_weights,
+    pnl_covariance,
+    pnl_risk,
+    risk_parity_weights,
+    target_weights,
+)
 from ._quote import (
     LIMIT_FIELDS,
     MARKET_FIELDS,
@@ -109,6 +118,9 @@ _M0 = _N_PARAM + len(LIMIT_FIELDS)
 _I_SPOT = _M0 + MARKET_FIELDS.index("spot")
 _I_DELTA = _M0 + MARKET_FIELDS.index("delta")
 _I_KILL = _M0 + MARKET_FIELDS.index("kill")
+_I_BASE_SIZE = PARAM_FIELDS.index("base_size")
+_RISK_HORIZON = 1.0 / 365.0  # portfolio risk of risk(): one calendar day, years
+_RISK_CONFIDENCE = 0.99
 _PAD = 16  # chain rows are padded to a multiple of this: one compiled shape per config
 _MAX_TICKS = float(2**53)  # a price beyond this many ticks is out of range (not quoted)
 _MAX_LOTS = float(2**53)  # a size beyond this many lots is out of range (not quoted)
@@ -300,19 +312,29 @@ class _Underlying:
         self.lock = asyncio.Lock()
         self.hedge_lock = asyncio.Lock()
         self.hedge_scheduled = False
-        self.set_params(engine.config, engine.config.controls)
+        self.set_params(engine.config, engine.config.controls, engine._alloc["scales"][self.symbol])
 
-    def set_params(self, config: MarketMakerConfig, controls: OperatorControls) -> None:
-        self.commit_params(config, *self.params(config, controls, _quote_limits(self.grm.limits)))
+    def set_params(
+        self, config: MarketMakerConfig, controls: OperatorControls, scale: float = 1.0
+    ) -> None:
+        limits = _quote_limits(self.grm.limits)
+        self.commit_params(config, *self.params(config, controls, limits, scale))
 
     def params(
-        self, config: MarketMakerConfig, controls: OperatorControls, limits: QuoteLimits
+        self,
+        config: MarketMakerConfig,
+        controls: OperatorControls,
+        limits: QuoteLimits,
+        scale: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The packed state and enable mask of ``config`` (pure: nothing changes)."""
+        """The packed state and enable mask of ``config`` (pure: nothing changes); ``scale``:
+        the capital-allocation scale of the base size (docs/multi_underlying.md)."""
         cfg = config.underlying(self.symbol)
         params = config.quote_params(self.symbol, controls)
         market = ChainMarket(cfg.spot, cfg.rate, cfg.dividend)
         state = np.asarray(pack_state(params, limits, market), np.float64).copy()
+        if scale != 1.0:
+            state[_I_BASE_SIZE] *= scale
         disabled = set(controls.disabled_instruments)
         enabled = np.array([s not in disabled for s in self.symbols], np.float64)
         return state, enabled
@@ -453,6 +475,11 @@ class OptionsMarketMaker:
         self._writer_queue = writer_queue
         n_max = max(len(u.symbols()) for u in config.underlyings)
         self._n_pad = -(-n_max // _PAD) * _PAD
+        # capital allocation (docs/multi_underlying.md): weights and per-underlying scales of
+        # base size and limits; recomputed at start, on a config change, every rebalance_s
+        self._factor_cache: tuple = (None,)
+        self._alloc_last_ns: int | None = None
+        self._alloc: dict[str, Any] = self._allocation(config)
         self._u: dict[str, _Underlying] = {}
         for u in config.underlyings:
             self._u[u.symbol] = _Underlying(self, u, self._n_pad)
@@ -462,6 +489,13 @@ class OptionsMarketMaker:
             for s in st.symbols:
                 self._owner[s] = st
         self.qm = QuoteManager(price_tolerance=config.requote_ticks - 1)
+        # quotes() cache: _quote_epoch is bumped by every change to our orders (the quote
+        # manager's state); the rest of a row (status, kernel output, vols, time to expiry,
+        # reasons, tick/lot) is checked by identity on each call (_view_fingerprint)
+        self._quote_epoch = 0
+        self._view_fp: list[Any] = []
+        self._view_version = 0
+        self._view_rows: dict[str, list[dict]] = {}
         self.connector: InProcessConnector | None = None
         self.latency = LatencyTracker(window=10_000, clock=time.perf_counter_ns)
         self._unsub: list[Callable[[], Any]] = []
@@ -511,6 +545,7 @@ class OptionsMarketMaker:
         limits = RiskLimits(
             max_position=None if maxpos is None else int(maxpos), greeks=greeks
         )  # fmt: skip
+        limits = _scaled_limits(limits, self._alloc["scales"][cfg.symbol])
         grm = GreeksRiskManager(
             insts,
             limits,
@@ -547,7 +582,7 @@ class OptionsMarketMaker:
             raise RuntimeError("engine: stopped; build a new OptionsMarketMaker")
         self.connector = InProcessConnector(self.exchange, owner=f"jaxmm-mm-{id(self)}")
         self._unsub.append(await self.connector.subscribe_fills(self._on_fill))
-        self._unsub.append(await self.connector.subscribe_orders(self.qm.om.on_order_update))
+        self._unsub.append(await self.connector.subscribe_orders(self._on_order_update))
         st = next(iter(self._u.values()))
         out, _ = remark_and_quote(st.state, st.chain)  # compile once (one shape per config)
         jax.block_until_ready(out)
@@ -562,6 +597,8 @@ class OptionsMarketMaker:
             await self._writer.start()
             self._snapshot_task = self._spawn(self._snapshot_loop())
         self._t_start = self._clock()
+        if self.config.allocation.mode != "none":
+            self._rebalance(self._t_start)  # on the restored books (book basis)
         self._running = True
         if self._gc_freeze:
             # the engine's long-lived objects (books, jitted functions, instruments) move to
@@ -867,6 +904,8 @@ class OptionsMarketMaker:
             st.status = "STALE"
             await self._pull(st.symbol)
             return
+        if self.config.allocation.mode != "none":
+            self._maybe_rebalance(now, st)
         spot = st.price
         state = st.state
         chain, st.expiry, vols = self._quote_inputs(st, state, st.enabled, now)
@@ -1037,6 +1076,95 @@ class OptionsMarketMaker:
             n = min(n, max(cap, 0.0))
         return int(math.floor(n / lot + 1e-12)) * lot
 
+    # ------------------------------------------------------------------------ allocation
+    def _risk_inputs(self, config: MarketMakerConfig | None = None) -> dict[str, Any]:
+        """Inputs of :func:`jaxmm.engine._multi.pnl_covariance` / ``pnl_risk`` for the
+        engine's books under ``config``: raw position Greeks per underlying (zero before the
+        books exist), spots (last price, else the configured spot), the quote parameters'
+        ``underlying_vol``, ``vol_of_vol``, ``spot_vol_corr`` and the correlation in use;
+        horizon one day, fx 1 (the ``"total"`` limits' common currency)."""
+        config = self.config if config is None else config
+        if self._factor_cache[0] is not config:
+            ps = [config.quote_params(u.symbol) for u in config.underlyings]
+            col = lambda f: np.array([float(np.asarray(getattr(p, f))) for p in ps])
+            self._factor_cache = (
+                config, col("underlying_vol"), col("vol_of_vol"), col("spot_vol_corr"),
+                config.correlation_matrix(),
+            )  # fmt: skip
+        _, sig, nu, rsv, corr = self._factor_cache
+        books = getattr(self, "_u", {})
+        greeks, spot = [], []
+        for u in config.underlyings:
+            st = books.get(u.symbol)
+            g = st.grm.greeks(u.symbol) if st is not None else dict.fromkeys(_GREEKS, 0.0)
+            greeks.append([g[k] for k in _GREEKS])
+            price = st.price if st is not None else None
+            spot.append(price if price is not None else float(u.spot))
+        return dict(
+            greeks=np.array(greeks, np.float64), spot=np.array(spot), underlying_vol=sig,
+            vol_of_vol=nu, spot_vol_corr=rsv, corr=corr, horizon=_RISK_HORIZON,
+        )  # fmt: skip
+
+    def _allocation(self, config: MarketMakerConfig) -> dict[str, Any]:
+        """Weights and scales of ``config.allocation`` on the current books (pure, except the
+        factor cache). ``ValueError`` if the weights cannot be computed."""
+        syms = [u.symbol for u in config.underlyings]
+        a = config.allocation
+        basis = None
+        if a.mode == "none":
+            return {"weights": None, "scales": dict.fromkeys(syms, 1.0), "basis": None}
+        if a.mode == "equal":
+            w = equal_weights(len(syms))
+        elif a.mode == "target":
+            w = target_weights([a.weights[s] for s in syms])
+        else:
+            f = self._risk_inputs(config)
+            if a.mode == "vol_weighted":
+                w = inverse_vol_weights(f["underlying_vol"])
+            else:  # risk parity; the book basis needs every book to carry risk
+                basis, cov = a.basis, None
+                if basis == "book":
+                    cov = pnl_covariance(**f)
+                    if (np.diag(cov) <= 0).any():
+                        basis = "notional"
+                if basis == "notional":
+                    sig = f["underlying_vol"]
+                    cov = f["corr"] * np.outer(sig, sig)
+                w = risk_parity_weights(cov)
+        scales = w / w.max()
+        return {
+            "weights": dict(zip(syms, w.tolist(), strict=True)),
+            "scales": dict(zip(syms, scales.tolist(), strict=True)),
+            "basis": basis,
+        }
+
+    def _maybe_rebalance(self, now_ns: int, current: _Underlying | None = None) -> None:
+        last = self._alloc_last_ns
+        if last is None or now_ns - last >= self.config.allocation.rebalance_s * 1e9:
+            self._rebalance(now_ns, current)
+
+    def _rebalance(self, now_ns: int, current: _Underlying | None = None) -> bool:
+        """Recompute the allocation; when a scale moved, swap every underlying's limits and
+        base size (as a config change does), cancel resting quotes that no longer pass the
+        post-trade check and requote the other underlyings. True if the scales moved."""
+        self._alloc_last_ns = now_ns
+        try:
+            alloc = self._allocation(self.config)
+        except ValueError as exc:
+            self._alert("warning", "allocation", f"rebalance failed, weights kept: {exc}")
+            return False
+        moved = alloc["scales"] != self._alloc["scales"]
+        if not moved:
+            self._alloc = alloc
+            return False
+        self._commit(self.config, self._prepare(self.config, dry_run=False, alloc=alloc), alloc)
+        for st in self._u.values():
+            if st is not current:
+                self._guard(st)
+                if self._running and st.price is not None:
+                    self._spawn(self._refresh(st))
+        return True
+
     # ------------------------------------------------------------------------ post-trade
     def _check(self, st: _Underlying, sym: str, side: BSide, lots: int) -> int:
         """Post-trade check of ``lots`` on one side: the lots that may rest (0 = pull)."""
@@ -1172,7 +1300,7 @@ class OptionsMarketMaker:
                 q = _new(Quote, (tgt[side_i][0], ok)) if ok > 0 else None
                 tgt = tgt._replace(bid=q) if side_i == 0 else tgt._replace(ask=q)
             touched[a.symbol] = tgt
-        rep = await qm.apply(self.connector, touched)
+        rep = await self._apply_quotes(touched)
         if rep.actions:
             self._stats["requotes"] += 1
             self._stats["orders_sent"] += len(rep.actions)
@@ -1216,7 +1344,7 @@ class OptionsMarketMaker:
         pull = {s: QuoteTarget(None, None) for s in st.symbols if s in slots}
         if not pull or self.connector is None:
             return
-        rep = await self.qm.apply(self.connector, pull)
+        rep = await self._apply_quotes(pull)
         self._stats["orders_sent"] += len(rep.actions)
         self._publish_quotes(st, {a.symbol for a in rep.actions})
 
@@ -1226,10 +1354,29 @@ class OptionsMarketMaker:
         if mo is None or mo.state not in _WORKING or self.connector is None:
             return False
         om = self.qm.om
-        req = om.request_cancel(mo.client_id)
-        ack = self.connector.cancel_now(req.symbol, req.order_id)
-        om.on_cancel_ack(mo.client_id, ack)
+        try:
+            req = om.request_cancel(mo.client_id)
+            ack = self.connector.cancel_now(req.symbol, req.order_id)
+            om.on_cancel_ack(mo.client_id, ack)
+        finally:
+            self._quote_epoch += 1
         return True
+
+    async def _apply_quotes(self, targets: dict[str, QuoteTarget]) -> Any:
+        """``qm.apply`` with the quotes() cache invalidated on both sides of it: the quote
+        manager changes its orders synchronously before its first await and after its last."""
+        self._quote_epoch += 1
+        try:
+            return await self.qm.apply(self.connector, targets)
+        finally:
+            self._quote_epoch += 1
+
+    def _on_order_update(self, report: Any) -> None:
+        """A pushed order status report of ours: into the quote manager's orders."""
+        try:
+            self.qm.om.on_order_update(report)
+        finally:
+            self._quote_epoch += 1
 
     def _pull_now(self, st: _Underlying) -> None:
         changed = set()
@@ -1240,9 +1387,10 @@ class OptionsMarketMaker:
         self._stats["orders_sent"] += len(changed)
         self._publish_quotes(st, changed)
 
-    def _guard(self, st: _Underlying) -> None:
+    def _guard(self, st: _Underlying, filled: str | None = None) -> None:
         """After a fill: every resting quote of the underlying must still pass the post-trade
-        check in full on the new state; one that does not is cancelled now."""
+        check in full on the new state; one that does not is cancelled now. ``filled`` (the
+        option just filled) gets a ``QuoteUpdated`` in any case: its open size changed."""
         slots = self.qm._slots
         resting: list[tuple[str, BSide, int]] = []
         for sym in st.symbols:
@@ -1261,7 +1409,7 @@ class OptionsMarketMaker:
             [1 if r[1] is BSide.BUY else -1 for r in resting],
             [r[2] for r in resting],
         )
-        changed = set()
+        changed = {filled} if filled is not None else set()
         for (sym, side, lots), ok in zip(resting, allowed, strict=True):
             if ok < lots and self._cancel_now(st, sym, side):
                 changed.add(sym)
@@ -1312,6 +1460,7 @@ class OptionsMarketMaker:
             return
         sym = rep.symbol
         is_under = sym == st.symbol
+        self._quote_epoch += 1  # open sizes (and positions) change; nothing here awaits
         if not is_under:
             self.qm.om.on_fill(rep)
         inst = st.instruments[sym]
@@ -1340,7 +1489,7 @@ class OptionsMarketMaker:
         self._step_total_breaker(now_ns)
         self._store_fill(rep, sym, side, qty, price, theo, now_ns)
         if not is_under:
-            self._guard(st)
+            self._guard(st, filled=sym)
         self._schedule_hedge(st)
 
     def _schedule_hedge(self, st: _Underlying) -> None:
@@ -1705,14 +1854,17 @@ class OptionsMarketMaker:
         async with self._config_lock:
             old, new = self.config.model_dump(mode="json"), config.model_dump(mode="json")
             changes = {k: v for k, v in new.items() if old.get(k) != v}
-            self._prepare(config)  # validate + compute the new quotes: raises -> no change
+            alloc = self._allocation(config)  # new weights on the current books
+            self._prepare(config, alloc=alloc)  # validate + compute the new quotes
             if self.store is not None:
                 version = int(await self.store.put_config(new, author))
             else:
                 version = self._version + 1
             # positions may have moved while the store wrote: rebuild from the state now
             # (the same computation that just succeeded), then swap in one synchronous step
-            self._commit(config, self._prepare(config, dry_run=False))
+            self._commit(config, self._prepare(config, dry_run=False, alloc=alloc), alloc)
+            if config.allocation.mode != "none":
+                self._alloc_last_ns = self._clock()
             self._version = version
         self._publish(ConfigChanged(version=version, author=author, changes=changes))
         if self._running:
@@ -1721,11 +1873,14 @@ class OptionsMarketMaker:
                     await self._refresh(st)
         return version
 
-    def _prepare(self, config: MarketMakerConfig, dry_run: bool = True) -> dict[str, tuple]:
+    def _prepare(
+        self, config: MarketMakerConfig, dry_run: bool = True, alloc: dict | None = None
+    ) -> dict[str, tuple]:
         """Everything ``config`` needs per underlying (new limits, a limit checker rebuilt
         from the current positions and Greeks, packed quote state, enable mask, hedge rule)
         and, with ``dry_run``, the new quotes of every underlying that has a price and a
-        surface (computed and thrown away: proof that the swap cannot fail). Pure."""
+        surface (computed and thrown away: proof that the swap cannot fail). Limits and base
+        size are scaled by ``alloc`` (default: the allocation in force). Pure."""
         from ..risk import LimitChecker
 
         out: dict[str, tuple] = {}
@@ -1738,6 +1893,8 @@ class OptionsMarketMaker:
                 max_position=None if maxpos is None else int(maxpos),
                 greeks=GreekLimits(**{g: lim[g] for g in _GREEKS if g in lim}),
             )
+            scale = (self._alloc if alloc is None else alloc)["scales"][st.symbol]
+            limits = _scaled_limits(limits, scale)
             checker = LimitChecker(list(st.instruments.values()), limits)
             for iid in st.instruments:
                 q = grm.checker.position(iid)
@@ -1750,7 +1907,7 @@ class OptionsMarketMaker:
                     if st.instruments[i].is_option
                 }
                 checker.update_market({st.symbol: st.price or cfg.spot}, units)
-            state, enabled = st.params(config, config.controls, _quote_limits(limits))
+            state, enabled = st.params(config, config.controls, _quote_limits(limits), scale)
             hedge = HedgeConfig(st.symbol, band=cfg.hedge_band)
             out[st.symbol] = (limits, checker, state, enabled, hedge)
             if dry_run and st.price is not None and st.surface is not None:
@@ -1760,9 +1917,14 @@ class OptionsMarketMaker:
                 self._targets(st, np.asarray(res)[: st.n], False, config.limits.get("total", {}))
         return out
 
-    def _commit(self, config: MarketMakerConfig, prepared: dict[str, tuple]) -> None:
-        """Swap to ``config`` (synchronous; nothing in here can fail)."""
+    def _commit(
+        self, config: MarketMakerConfig, prepared: dict[str, tuple], alloc: dict | None = None
+    ) -> None:
+        """Swap to ``config`` (and ``alloc``, the allocation ``prepared`` was computed with;
+        synchronous; nothing in here can fail)."""
         self.config = config
+        if alloc is not None:
+            self._alloc = alloc
         self.qm.price_tolerance = config.requote_ticks - 1
         for st in self._u.values():
             limits, checker, state, enabled, hedge = prepared[st.symbol]
@@ -1807,6 +1969,66 @@ class OptionsMarketMaker:
             "status": self._status_name(st, i),
         }
 
+    def _view_fingerprint(self) -> list[Any]:
+        return [self._quote_epoch] + [
+            x
+            for st in self._u.values()
+            for x in (st, st.status, st.out, st.vols, st.expiry, st.reason, st.cfg)
+        ]
+
+    def quotes_version(self) -> int:
+        """A counter that changes whenever :meth:`quotes` (and the quote part of
+        :meth:`chain_view`) would answer differently: any change to our orders, a refresh
+        (kernel output, vols, time to expiry, reasons), an underlying's status, a
+        configuration change. Equal versions mean equal answers, so a caller may cache what
+        it derived from :meth:`quotes` under it (the API caches the JSON bytes).
+
+        Example:
+            >>> from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker
+            >>> mm = OptionsMarketMaker(MarketMakerConfig.demo())
+            >>> v = mm.quotes_version()
+            >>> mm.quotes_version() == v, mm.quotes() == mm._quotes_fresh()
+            (True, True)
+        """
+        fp = self._view_fingerprint()
+        old = self._view_fp
+        same = len(fp) == len(old)
+        if same:
+            for a, b in zip(fp, old, strict=True):
+                if a is not b and not (type(a) in (str, int) and a == b):
+                    same = False
+                    break
+        if not same:
+            self._view_fp = fp  # holding the objects keeps their identities unique
+            self._view_version += 1
+            self._view_rows = {}
+        return self._view_version
+
+    def _rows_of(self, st: _Underlying) -> list[dict]:
+        """Every row of one underlying, cached until :meth:`quotes_version` changes."""
+        self.quotes_version()
+        rows = self._view_rows.get(st.symbol)
+        if rows is None:
+            rows = self._view_rows[st.symbol] = [self._row(st, i) for i in range(st.n)]
+        return rows
+
+    def _quotes_fresh(
+        self, underlying: str | None = None, expiry: float | None = None, symbol: str | None = None
+    ) -> list[dict]:
+        """:meth:`quotes` computed from scratch (no cache; the reference of the tests)."""
+        if symbol is not None:
+            st = self._owner.get(symbol)
+            if st is None or symbol == st.symbol:
+                raise ValueError(f"symbol: unknown option {symbol!r}")
+            return [self._row(st, st.index[symbol])]
+        rows = []
+        for st in self._sel(underlying):
+            for i in range(st.n):
+                if expiry is not None and not math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
+                    continue
+                rows.append(self._row(st, i))
+        return rows
+
     def _sel(self, underlying: str | None) -> list[_Underlying]:
         if underlying is None:
             return list(self._u.values())
@@ -1826,18 +2048,22 @@ class OptionsMarketMaker:
         multiples), bid_size, ask_size, theo, iv, status (``OK``, a kernel status such as
         ``DISABLED``, the underlying's ``STALE`` / ``HALTED`` / ``KILLED`` / ``WAITING``, or
         ``PRICE_NOT_FINITE`` / ``PRICE_OUT_OF_RANGE`` / ``SIZE_OUT_OF_RANGE`` when the model
-        quote could not be sent)."""
+        quote could not be sent). Rows are cached per :meth:`quotes_version`; every call
+        returns new dicts."""
         if symbol is not None:
             st = self._owner.get(symbol)
             if st is None or symbol == st.symbol:
                 raise ValueError(f"symbol: unknown option {symbol!r}")
-            return [self._row(st, st.index[symbol])]
+            return [dict(self._rows_of(st)[st.index[symbol]])]
         rows = []
         for st in self._sel(underlying):
+            cached = self._rows_of(st)
+            if expiry is None:
+                rows += [dict(r) for r in cached]
+                continue
             for i in range(st.n):
-                if expiry is not None and not math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
-                    continue
-                rows.append(self._row(st, i))
+                if math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
+                    rows.append(dict(cached[i]))
         return rows
 
     def chain_view(self, underlying: str, expiry: float) -> list[dict]:
@@ -1849,6 +2075,7 @@ class OptionsMarketMaker:
         if not any(math.isclose(t, expiry, rel_tol=1e-9) for t in st.cfg.expiries):
             raise ValueError(f"expiry: {expiry!r} is not an expiry of {underlying!r}")
         out = []
+        cached = self._rows_of(st)
         for i in range(0, st.n, 2):
             if not math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
                 continue
@@ -1858,7 +2085,7 @@ class OptionsMarketMaker:
                 "time_to_expiry": float(st.expiry[i]),
             }
             for j, name in ((i, "call"), (i + 1, "put")):
-                r = self._row(st, j)
+                r = cached[j]
                 d = {k: r[k] for k in ("bid", "ask", "bid_size", "ask_size", "theo", "iv")}
                 for g in _GREEKS:
                     x = float(st.out[j, _OUT[g]]) if st.out is not None else 0.0
@@ -1984,11 +2211,28 @@ class OptionsMarketMaker:
         the most recent alerts, and ``hedge_suggestions``: per underlying whose gamma or vega
         utilisation exceeds ``hedge_suggest_threshold``, the cheapest lot-rounded pair of
         its listed options that neutralises gamma and vega at the books' live bid / ask
-        (:func:`jaxmm.engine.suggest_gamma_vega_hedge`; absent when no pair is solvable)."""
+        (:func:`jaxmm.engine.suggest_gamma_vega_hedge`; absent when no pair is solvable).
+
+        Per-underlying ``limits`` (and the utilisation against them) are the limits in force:
+        the configured ones times the capital-allocation scale. ``portfolio``: the
+        delta-gamma-vega risk of the books over one day across underlyings with the
+        configured correlation (docs/multi_underlying.md): ``stdev`` of the one-day PnL,
+        ``mean``, ``var`` (``z_0.99 stdev - mean``), ``confidence``, ``horizon`` (years) and
+        per underlying its own ``stdev`` and Euler ``contribution``. ``allocation``: ``mode``,
+        ``basis`` (risk parity's covariance in use, else None), ``weights`` (None for mode
+        ``"none"``), ``scales`` and ``last_rebalance`` (engine clock, seconds; None before
+        the first)."""
         limits = {k: dict(v) for k, v in self.config.limits.items()}
+        scales = self._alloc["scales"]
+        for sym, lim in limits.items():
+            if sym != "total" and scales[sym] != 1.0:
+                rl = self._u[sym].grm.limits
+                for k in lim:
+                    x = rl.max_position if k == "max_position" else getattr(rl.greeks, k)
+                    lim[k] = float(x)
         util: dict[str, dict[str, float]] = {}
         for st in self._u.values():
-            lim = self.config.limits.get(st.symbol, {})
+            lim = limits.get(st.symbol, {})
             g = st.grm.greeks(st.symbol)
             util[st.symbol] = {
                 k: (abs(g[k]) / lim[k] if lim[k] > 0 else (0.0 if g[k] == 0 else 1e300))
@@ -2002,6 +2246,13 @@ class OptionsMarketMaker:
             s = self._hedge_suggestion(st, util[st.symbol])
             if s is not None:
                 suggestions[st.symbol] = s
+        pr = pnl_risk(**self._risk_inputs(), confidence=_RISK_CONFIDENCE)
+        portfolio = {k: pr[k] for k in ("stdev", "mean", "var", "confidence", "horizon")}
+        portfolio["by_underlying"] = {
+            sym: {"stdev": float(pr["own"][i]), "contribution": float(pr["contribution"][i])}
+            for i, sym in enumerate(self._u)
+        }
+        last = self._alloc_last_ns
         return {
             "limits": limits,
             "utilisation": util,
@@ -2018,6 +2269,14 @@ class OptionsMarketMaker:
             "store_halted": self._store_halted,
             "status": {st.symbol: st.status for st in self._u.values()},
             "alerts": list(self._alerts),
+            "portfolio": portfolio,
+            "allocation": {
+                "mode": self.config.allocation.mode,
+                "basis": self._alloc["basis"],
+                "weights": self._alloc["weights"],
+                "scales": dict(scales),
+                "last_rebalance": None if last is None else last / 1e9,
+            },
         }
 
     def _hedge_suggestion(self, st: _Underlying, util: dict[str, float]) -> dict | None:

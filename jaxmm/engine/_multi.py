@@ -95,6 +95,8 @@ __all__ = [
     "inverse_vol_weights",
     "risk_contributions",
     "risk_parity_weights",
+    "pnl_covariance",
+    "pnl_risk",
     "UnderlyingManager",
 ]
 
@@ -288,6 +290,122 @@ def risk_parity_weights(cov: Any, tol: float = 1e-13, max_iter: int = 100) -> np
     if float(np.abs(y * (s @ y) / b - 1.0).max()) > 1e-8:  # pragma: no cover - safeguard
         raise ValueError("cov: risk parity did not converge")
     return y / y.sum()
+
+
+# --- portfolio risk of several books ---------------------------------------------------------
+
+
+def _risk_inputs(
+    greeks: Any, spot: Any, underlying_vol: Any, vol_of_vol: Any, spot_vol_corr: Any,
+    corr: Any, horizon: float, fx: Any,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
+    g = as_host_array("greeks", greeks).astype(np.float64)
+    if g.ndim != 2 or g.shape[1] != 4:
+        raise ValueError(f"greeks: expected shape (n, 4), got {g.shape}")
+    n = g.shape[0]
+    check_values("greeks", g)
+    check_values("horizon", horizon, gt=0.0)
+    out = [g]
+    for name, x, kw in (
+        ("spot", spot, {"gt": 0.0}),
+        ("underlying_vol", underlying_vol, {"ge": 0.0}),
+        ("vol_of_vol", vol_of_vol, {"ge": 0.0}),
+        ("spot_vol_corr", spot_vol_corr, {"ge": -1.0, "le": 1.0}),
+        ("fx", np.ones(n) if fx is None else fx, {"gt": 0.0}),
+    ):
+        v = as_host_array(name, x).astype(np.float64).reshape(-1)
+        if v.shape != (n,):
+            raise ValueError(f"{name}: expected shape ({n},), got {v.shape}")
+        check_values(name, v, **kw)
+        out.append(v)
+    c = as_host_array("corr", corr).astype(np.float64)
+    if c.shape != (n, n):
+        raise ValueError(f"corr: expected shape ({n}, {n}), got {c.shape}")
+    out.append(c)
+    return tuple(out)
+
+
+def pnl_covariance(
+    greeks: Any, spot: Any, underlying_vol: Any, vol_of_vol: Any, spot_vol_corr: Any,
+    corr: Any, horizon: float = 1.0 / 365.0, fx: Any = None,
+) -> np.ndarray:  # fmt: skip
+    """``(n, n)`` covariance ``M`` of the books' delta-gamma-vega PnL over ``horizon``
+    (module docstring; money^2 in the common currency).
+
+    Args:
+        greeks: ``(n, 4)`` raw position ``(delta, gamma, vega, theta)`` per book (units of
+            its underlying, per unit of spot, per 1.00 of vol, per year).
+        spot: ``(n,)`` spots; ``underlying_vol``, ``vol_of_vol``, ``spot_vol_corr``:
+            ``(n,)`` the risk factors ``sigma_i`` (relative, annualised), ``nu_i`` (vol units
+            per sqrt(year)), ``rho_sv,i``.
+        corr: ``(n, n)`` correlation of the spots' returns (validated by the caller).
+        horizon: years; ``fx``: ``(n,)`` common-currency value of each book's currency
+            (default 1).
+
+    Example:
+        >>> m = pnl_covariance([[1.0, 0, 0, 0]], [100.0], [0.2], [0.0], [0.0], [[1.0]], 1.0)
+        >>> round(float(m[0, 0]), 9)   # (1 x 100 x 0.2)^2
+        400.0
+    """
+    g, spot, sig, nu, rsv, fx, rho = _risk_inputs(
+        greeks, spot, underlying_vol, vol_of_vol, spot_vol_corr, corr, horizon, fx
+    )
+    if g.shape[0] == 0:
+        return np.zeros((0, 0))
+    h = float(horizon)
+    a = spot * sig * math.sqrt(h)
+    nv = nu * math.sqrt(h)
+    d, gm, v = g[:, 0], g[:, 1], g[:, 2]
+    cxx = rho * np.outer(a, a)
+    cxy = rho * np.outer(a, nv * rsv)  # Cov(x_i, y_j)
+    cyy = rho * np.outer(nv * rsv, nv * rsv)
+    np.fill_diagonal(cyy, nv * nv)
+    m = (
+        cxx * np.outer(d, d)
+        + cxy * np.outer(d, v)
+        + cxy.T * np.outer(v, d)
+        + cyy * np.outer(v, v)
+        + 0.5 * cxx * cxx * np.outer(gm, gm)
+    )
+    return m * np.outer(fx, fx)
+
+
+def pnl_risk(
+    greeks: Any, spot: Any, underlying_vol: Any, vol_of_vol: Any, spot_vol_corr: Any,
+    corr: Any, horizon: float = 1.0 / 365.0, fx: Any = None, confidence: float = 0.99,
+) -> dict[str, Any]:  # fmt: skip
+    """Delta-gamma-normal risk of several books over ``horizon`` (arguments as
+    :func:`pnl_covariance`): ``stdev = sqrt(1' M 1)``, ``mean = sum_i fx_i (Theta_i h +
+    Gamma_i a_i^2 / 2)``, ``var = z_alpha stdev - mean``, ``confidence``, ``horizon``,
+    ``contribution`` (``(n,)`` Euler contributions ``(M 1)_i / stdev``, summing to the stdev;
+    0 when the stdev is 0) and ``own`` (``(n,)`` each book's own stdev).
+
+    Example:
+        >>> r = pnl_risk([[1.0, 0, 0, 0]], [100.0], [0.2], [0.0], [0.0], [[1.0]], 1.0)
+        >>> round(r["stdev"], 9), round(r["var"], 6)   # z_0.99 = 2.326348 (one-sided)
+        (20.0, 46.526957)
+    """
+    z = normal_quantile(confidence)
+    m = pnl_covariance(greeks, spot, underlying_vol, vol_of_vol, spot_vol_corr, corr, horizon, fx)
+    g, spot, sig, _, _, fx, _ = _risk_inputs(
+        greeks, spot, underlying_vol, vol_of_vol, spot_vol_corr, corr, horizon, fx
+    )
+    a = spot * sig * math.sqrt(float(horizon))
+    th, gm = g[:, 3], g[:, 1]
+    mean = float(np.sum(fx * (th * float(horizon) + 0.5 * gm * a * a)))
+    m1 = m.sum(axis=1)
+    stdev = math.sqrt(max(float(m1.sum()), 0.0))
+    contrib = m1 / stdev if stdev > 0 else np.zeros_like(m1)
+    own = np.sqrt(np.maximum(np.diag(m), 0.0))
+    return {
+        "stdev": stdev,
+        "mean": mean,
+        "var": z * stdev - mean,
+        "confidence": float(confidence),
+        "horizon": float(horizon),
+        "contribution": contrib,
+        "own": own,
+    }
 
 
 # --- the manager ------------------------------------------------------------------------------
@@ -777,62 +895,45 @@ class UnderlyingManager:
         return self._books[u].checker.position(instrument)
 
     # --- portfolio risk -------------------------------------------------------------------------
-    def _factor_scales(self) -> tuple[np.ndarray, ...]:
+    def _factor_inputs(self) -> dict[str, Any]:
         books = list(self._books.values())
-        h = self.horizon
         f = lambda name: np.array([float(np.asarray(getattr(b.params, name))) for b in books])
-        spot = np.array([b.spot for b in books])
-        a = spot * f("underlying_vol") * math.sqrt(h)
-        nv = f("vol_of_vol") * math.sqrt(h)
-        return a, nv, f("spot_vol_corr"), np.array([b.fx for b in books])
+        g = np.array(
+            [[b.checker.greeks(u)[x] for x in _GREEKS] for u, b in self._books.items()]
+        ).reshape(-1, 4)
+        return dict(
+            greeks=g,
+            spot=np.array([b.spot for b in books]),
+            underlying_vol=f("underlying_vol"),
+            vol_of_vol=f("vol_of_vol"),
+            spot_vol_corr=f("spot_vol_corr"),
+            corr=self._corr,
+            horizon=self.horizon,
+            fx=np.array([b.fx for b in books]),
+        )
 
     def book_covariance(self) -> np.ndarray:
         """``(n, n)`` covariance of the books' PnL over :attr:`horizon` in the common currency
-        (money^2): the matrix ``M`` of the module docstring (times ``fx_i fx_j``)."""
-        a, nv, rsv, fx = self._factor_scales()
-        g = np.array([[b.checker.greeks(u)[x] for x in _GREEKS] for u, b in self._books.items()])
-        if g.size == 0:
-            return np.zeros((0, 0))
-        d, gm, v = g[:, 0], g[:, 1], g[:, 2]
-        rho = self._corr
-        cxx = rho * np.outer(a, a)
-        cxy = rho * np.outer(a, nv * rsv)  # Cov(x_i, y_j)
-        cyy = rho * np.outer(nv * rsv, nv * rsv)
-        np.fill_diagonal(cyy, nv * nv)
-        m = (
-            cxx * np.outer(d, d)
-            + cxy * np.outer(d, v)
-            + cxy.T * np.outer(v, d)
-            + cyy * np.outer(v, v)
-            + 0.5 * cxx * cxx * np.outer(gm, gm)
-        )
-        return m * np.outer(fx, fx)
+        (money^2): the matrix ``M`` of the module docstring (times ``fx_i fx_j``),
+        :func:`pnl_covariance` of the current books."""
+        return pnl_covariance(**self._factor_inputs())
 
     def portfolio_risk(self, confidence: float = 0.99) -> dict[str, Any]:
         """Delta-gamma-vega risk over :attr:`horizon` across underlyings (module docstring).
 
         Returns a dict: ``stdev``, ``mean``, ``var`` (``z stdev - mean``) in the common
         currency, ``confidence``, ``horizon``, and ``by_underlying``: ``{u: {"stdev": own
-        stdev, "contribution": Euler contribution to the stdev}}``.
+        stdev, "contribution": Euler contribution to the stdev}}`` (:func:`pnl_risk`).
         """
-        z = normal_quantile(confidence)
-        m = self.book_covariance()
-        a, _, _, fx = self._factor_scales()
-        th = np.array([b.checker.greeks(u)["theta"] for u, b in self._books.items()])
-        gm = np.array([b.checker.greeks(u)["gamma"] for u, b in self._books.items()])
-        mean = float(np.sum(fx * (th * self.horizon + 0.5 * gm * a * a)))
-        m1 = m.sum(axis=1)
-        stdev = math.sqrt(max(float(m1.sum()), 0.0))
-        contrib = m1 / stdev if stdev > 0 else np.zeros_like(m1)
-        own = np.sqrt(np.maximum(np.diag(m), 0.0))
+        r = pnl_risk(**self._factor_inputs(), confidence=confidence)
         return {
-            "stdev": stdev,
-            "mean": mean,
-            "var": z * stdev - mean,
-            "confidence": float(confidence),
-            "horizon": self.horizon,
+            "stdev": r["stdev"],
+            "mean": r["mean"],
+            "var": r["var"],
+            "confidence": r["confidence"],
+            "horizon": r["horizon"],
             "by_underlying": {
-                u: {"stdev": float(own[i]), "contribution": float(contrib[i])}
+                u: {"stdev": float(r["own"][i]), "contribution": float(r["contribution"][i])}
                 for i, u in enumerate(self._books)
             },
         }
