@@ -277,12 +277,16 @@ async function loadRisk() {
   const box = $("greek-bars");
   box.innerHTML = "";
   $("greeks-title").textContent = `${S.u} and total`;
+  // total limits are in the common currency: dollar delta (delta x S), dollar gamma (per 1 %)
+  const td = greeks.total_dollar || {};
+  const total = { delta: td.dollar_delta, gamma: td.dollar_gamma, vega: td.vega, theta: td.theta };
   for (const scope of [S.u, "total"]) {
-    const g = scope === "total" ? greeks.total : (greeks.by_underlying[scope] || {});
+    const g = scope === "total" ? total : (greeks.by_underlying[scope] || {});
     const lim = limits[scope] || {};
     const ut = util[scope] || {};
     const h = document.createElement("div");
-    h.className = "muted small"; h.textContent = scope;
+    h.className = "muted small";
+    h.textContent = scope === "total" ? "total (dollar delta, dollar gamma per 1 %, vega, theta)" : scope;
     box.appendChild(h);
     for (const k of ["delta", "gamma", "vega", "theta"]) {
       const row = document.createElement("div");
