@@ -9,7 +9,7 @@ steps of ``dt = (1 / 365) / n_steps`` years each (default 480: one step per simu
 minutes); the engine runs on a SIMULATED clock (ns = step x dt x 365 x 86400 x 1e9), so
 expiries decay, theta accrues, surfaces go stale and breakers cool down in simulated time.
 
-What runs (the real engine loop, nothing re-implemented) is exactly
+What runs (the real engine loop, nothing re-implemented) is
 ``jaxmm.engine.run_simulation(cfg, seconds=86400, seed=seed, steps_per_second=n_steps / 86400,
 surface_every=..., taker_intensity=taker_per_day / 86400, clock="simulated", start_ns=0)``:
 the market of :func:`jaxmm.engine.simulated_market` (GBM underlyings, OU-moving smile),
@@ -19,10 +19,10 @@ orders, an underlying ladder for the hedges; seed ``seed + 1``), in one fixed se
 market step: market step -> the TRUE smile on the chain's own grid (every ``surface_every``
 steps) -> one price per underlying (re-mark, quote, risk checks, order diff, hedge) ->
 ``settle`` -> one step of the traders -> ``settle``. A run is therefore a deterministic
-function of (config, seed, arguments): the same seed gives the same fills and PnL. The loop is
-written out in :func:`run_engine_day` rather than calling ``run_simulation`` only because
-``run_simulation`` has no per-step hook to sample the engine's views (PnL attribution, Greeks,
-utilisation) during the day; the tests check that both end with the same fills and positions.
+function of (config, seed, arguments): the same seed gives the same fills and PnL. The
+engine's views (PnL attribution, Greeks, utilisation) are sampled during the day through
+``run_simulation``'s ``on_ready`` / ``on_step`` hooks (:func:`run_engine_day`), which only read:
+the tests check that a run without hooks ends with the same fills and positions.
 
 Reference design (``NaiveQuoter``, plain NumPy + SciPy ``ndtr``): every option priced by
 Black-Scholes with a FIXED 30 % vol and no dividend, quoted at ``theo -/+ h`` with a fixed
@@ -69,11 +69,12 @@ from jaxmm.engine import (
     SimulatedTraders,
     UnderlyingConfig,
     build_exchange,
+    run_simulation,
     simulated_market,
 )
 from jaxmm.events import EventBroadcaster
 from jaxmm.execution import InProcessConnector, Quote, QuoteManager, QuoteTarget
-from jaxmm.feeds import SurfaceUpdate, TakerFlow
+from jaxmm.feeds import TakerFlow
 
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "options_mm_day"
 DAY = 1.0 / 365.0  # years
@@ -248,23 +249,16 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
                          every: int, surface_every: int) -> dict[str, Any]:  # fmt: skip
     """The engine over one simulated day; returns the sampled series and the end state.
 
-    The wiring and the per-step sequence are those of ``run_simulation(cfg, seconds=86400,
-    seed=seed, steps_per_second=n_steps / 86400, surface_every=surface_every,
-    taker_intensity=taker_per_day / 86400, clock="simulated", start_ns=0)`` (same market,
-    engine, traders and seeds; ``tests/test_experiment_options.py`` checks that both end
-    with the same fills and positions); the loop is written out here only to sample the
-    engine's views between steps, which ``run_simulation`` has no hook for."""
-    _, dt = day_timing(n_steps)
-    market = simulated_market(cfg, dt=dt, seed=seed)
-
-    def clock() -> int:  # the engine's clock is the market's time (start_ns = 0)
-        return round(market.n * market.dt * NS_PER_YEAR)
-
+    The run IS ``run_simulation(cfg, seconds=86400, seed=seed, steps_per_second=n_steps /
+    86400, surface_every=surface_every, taker_intensity=taker_per_day / 86400,
+    clock="simulated", start_ns=0)``; its ``on_ready`` / ``on_step`` hooks sample the engine's
+    views. A sample at step ``s`` (every ``every`` steps from 0) is the state left by the
+    previous step (``on_step(s - 1)``, or ``on_ready`` for ``s = 0``) at the TRUE market after
+    step ``s``'s move (read in ``on_step(s)``: the market moves only at the start of a step);
+    the last sample is the end of the day (``on_step(n_steps - 1)``, before ``stop()`` pulls
+    the quotes)."""
+    sps, _ = day_timing(n_steps)
     bus = EventBroadcaster(history_size=1000)
-    mm = OptionsMarketMaker(cfg, events=bus, clock=clock, simulated_time=True)
-    tr = SimulatedTraders(mm.exchange, market, taker_flow(cfg, taker_per_day), seed + 1,
-                          config=cfg)  # fmt: skip
-    grids = {u.symbol: (tuple(u.strikes), tuple(u.expiries)) for u in cfg.underlyings}
     names = [u.symbol for u in cfg.underlyings]
     # independent ledger from the OrderFilled events (cash, positions)
     cash = dict.fromkeys(names, 0.0)
@@ -272,6 +266,10 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
     under = dict.fromkeys(names, 0.0)
     alerts: list[dict] = []
     breaker_events: list[dict] = []
+    run: dict[str, Any] = {}  # "market": the run's SimulatedMarket (set by on_ready)
+
+    def t_hours() -> float:  # market time in hours (0 before the first market step)
+        return run["market"].t / DAY * 24.0 if "market" in run else 0.0
 
     def on_event(ev) -> None:
         if ev.type == "order_filled":
@@ -284,22 +282,27 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
             else:
                 pos[sym] = pos.get(sym, 0.0) + sgn * ev.quantity
         elif ev.type == "alert_triggered":
-            alerts.append({"t_h": market.t / DAY * 24, "kind": ev.kind, "severity": ev.severity,
+            alerts.append({"t_h": t_hours(), "kind": ev.kind, "severity": ev.severity,
                            "message": ev.message})  # fmt: skip
         elif ev.type == "circuit_breaker":
-            breaker_events.append({"t_h": market.t / DAY * 24, "breaker": ev.breaker,
+            breaker_events.append({"t_h": t_hours(), "breaker": ev.breaker,
                                    "from": ev.from_state, "to": ev.to_state,
                                    "reason": ev.reason})  # fmt: skip
 
     bus.add_callback(on_event, ("order_filled", "alert_triggered", "circuit_breaker"))
     rows: list[dict] = []
+    pending: list[tuple] = []  # engine views captured, waiting for the next market move
 
-    def sample() -> None:
-        p = mm.pnl()
-        g = mm.greeks()["by_underlying"]
-        r = mm.risk()
-        s = mm.stats()
-        true = _true_marks(tr, pos, cash, under)
+    def capture(mm: OptionsMarketMaker) -> None:
+        """The engine's views and the ledger now (the market-independent half of a sample)."""
+        pending.append((mm.pnl(), mm.greeks()["by_underlying"], mm.risk(), mm.stats(),
+                        dict(pos), dict(cash), dict(under)))  # fmt: skip
+
+    def complete(tr: SimulatedTraders) -> None:
+        """The pending sample, marked at the TRUE market now."""
+        p, g, r, s, pos_, cash_, under_ = pending.pop()
+        market = tr.market
+        true = _true_marks(tr, pos_, cash_, under_)
         row = {"step": market.n, "t_h": market.t / DAY * 24.0, "fills": s["fills"],
                "hedges": s["hedges"], "hedge_fills": s["hedge_fills"],
                "orders_sent": s["orders_sent"], "total": p["total"]}  # fmt: skip
@@ -308,7 +311,7 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
             row[f"{u}.spot"] = market.prices[u]
             row[f"{u}.total"] = bu["total"]
             row[f"{u}.true_pnl"] = true[u]
-            row[f"{u}.under_qty"] = under[u]
+            row[f"{u}.under_qty"] = under_[u]
             row[f"{u}.breaker"] = r["breakers"][u]
             for k in TERMS:
                 row[f"{u}.attr.{k}"] = bu["attribution"][k]
@@ -319,35 +322,30 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
             row[f"total.util.{k}"] = r["utilisation"]["total"].get(k, 0.0)
         rows.append(row)
 
-    t_wall = time.perf_counter()
-    t_cpu = time.process_time()
-    await mm.start()
-    try:
-        for step in range(n_steps):
-            ticks = market.step()
-            ts = clock()
-            if (market.n - 1) % every == 0:
-                sample()  # the state left by the previous step, at the new true market
-            if step % surface_every == 0:
-                for u, (strikes, expiries) in grids.items():
-                    vols = [market.implied_vol(u, strikes, t).tolist() for t in expiries]
-                    await mm.on_surface(
-                        SurfaceUpdate(u, expiries, strikes, vols, market.prices[u], ts, ts)
-                    )
-            for tick in ticks:
-                await mm.on_price(tick.underlying, tick.price, ts)
-            await mm.settle()
-            tr.step()
-            await mm.settle()
-        sample()  # end of day, before stop() pulls the quotes
+    final: dict[str, Any] = {}
+
+    def on_ready(mm: OptionsMarketMaker) -> None:
+        run["market"] = mm.traders.market
+        capture(mm)  # sample 0: the started engine, marked after the first move
+
+    def on_step(step: int, mm: OptionsMarketMaker, tr: SimulatedTraders) -> None:
+        if pending:
+            complete(tr)
+        if step + 1 < n_steps:
+            if (step + 1) % every == 0:
+                capture(mm)
+            return
+        capture(mm)  # end of day, before stop() pulls the quotes
+        complete(tr)
         # cross-check: the engine's own total, rebuilt from the fill events at its marks
+        market = tr.market
         theo = {q["symbol"]: q["theo"] for q in mm.quotes()}
         at_engine = dict(cash)
         for sym, q in pos.items():
             at_engine[sym.split("-", 1)[0]] += q * max(theo[sym], 0.0)
         for u in names:
             at_engine[u] += under[u] * market.prices[u]
-        final = {
+        final.update({
             "pnl": mm.pnl(),
             "greeks": mm.greeks(),
             "risk": {k: v for k, v in mm.risk().items() if k != "alerts"},
@@ -363,9 +361,15 @@ async def run_engine_day(cfg: MarketMakerConfig, *, n_steps: int, seed: int, tak
             "breaker_events": breaker_events,
             "wall_s": time.perf_counter() - t_wall,
             "cpu_s": time.process_time() - t_cpu,
-        }  # fmt: skip
-    finally:
-        await mm.stop()
+        })  # fmt: skip
+
+    t_wall = time.perf_counter()
+    t_cpu = time.process_time()
+    await run_simulation(
+        cfg, seconds=SECONDS_PER_DAY, seed=seed, events=bus, steps_per_second=sps,
+        surface_every=surface_every, taker_intensity=taker_per_day / SECONDS_PER_DAY,
+        clock="simulated", start_ns=0, on_ready=on_ready, on_step=on_step,
+    )  # fmt: skip
     return {"rows": rows, "final": final}
 
 

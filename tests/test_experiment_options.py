@@ -4,7 +4,8 @@
   attribution terms plus the residual add up to total + fees; the engine's total equals the
   total rebuilt independently from the ``OrderFilled`` event stream (cash + positions at the
   engine's marks); the naive reference ran on the same market and traded; the sampled Greek
-  utilisations are finite.
+  utilisations are finite; the samples (taken through ``run_simulation``'s hooks) fall on the
+  documented steps; the same run without hooks ends with the same fills and positions.
 - ``experiments/options_tuning.py --quick``: files written; the gradient-tuned parameters have a
   relaxed objective (common random numbers, a key not used in tuning) at least the initial's;
   the market model's value path is the Black-Scholes value of its own underlying path (checked
@@ -119,7 +120,19 @@ def test_day_same_seed_gives_identical_results(day, day_mod, tmp_path):
     assert a == b
 
 
+def test_day_samples_fall_on_the_documented_steps(day):
+    _, s = day
+    a = s["args"]
+    # a sample every `every` steps from step 0 (after its market move: market.n = step + 1),
+    # then the end of the day
+    want = [k + 1 for k in range(0, a["steps"], a["every"])] + [a["steps"]]
+    assert [r["step"] for r in s["engine_rows"]] == want
+    assert [r["step"] for r in s["naive_rows"]] == want
+
+
 def test_day_engine_loop_is_run_simulation_simulated_clock(day, day_mod):
+    """The day's engine run samples through run_simulation's hooks: the same call without
+    hooks ends with the same fills, positions and PnL (the hooks only read)."""
     import asyncio
 
     from jaxmm.engine import run_simulation

@@ -20,14 +20,25 @@ Two clocks (``clock=``):
   -> ``settle`` again. A run is then a deterministic function of (config, seed, parameters):
   the same seed gives the same fills and PnL. ``steps_per_second`` may be below 1 (e.g.
   ``1 / 60``: one step per simulated minute, a compressed trading day).
+
+Hooks (to sample the engine's views while it runs, instead of re-wiring the loop):
+``on_ready(mm)`` is called once, after :meth:`OptionsMarketMaker.start` and before the first
+market step (both clocks); ``on_step(step, mm, traders)`` (``clock="simulated"`` only) is
+called once per market step ``step = 0 .. n_steps - 1``, at the very end of that step's
+sequence (after the second ``settle``, before the next market step), so the engine holds that
+step's refresh, hedges and the traders' fills, and ``traders.market`` is still at that step's
+market state. A hook may return an awaitable (awaited before the run goes on) or ``None``;
+an exception in a hook stops the run (the engine is stopped, the exception propagates). A hook
+that only reads leaves the run unchanged (same seed: same fills).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._config import MarketMakerConfig
@@ -38,6 +49,16 @@ __all__ = ["run_simulation", "simulated_market"]
 
 _SECONDS_PER_YEAR = 365 * 86_400
 _NS_PER_YEAR = _SECONDS_PER_YEAR * 1_000_000_000
+
+OnReady = Callable[[OptionsMarketMaker], Awaitable[None] | None]
+OnStep = Callable[[int, OptionsMarketMaker, SimulatedTraders], Awaitable[None] | None]
+
+
+async def _call(hook: Callable[..., Any], *args: Any) -> None:
+    """Call a hook; await what it returns if that is awaitable."""
+    r = hook(*args)
+    if inspect.isawaitable(r):
+        await r
 
 
 def simulated_market(config: MarketMakerConfig, *, dt: float, seed: int) -> Any:
@@ -75,6 +96,8 @@ async def run_simulation(
     clock: str = "wall",
     on_fill_ack: Callable[[Any], None] | None = None,
     start_ns: int | None = None,
+    on_ready: OnReady | None = None,
+    on_step: OnStep | None = None,
 ) -> OptionsMarketMaker:
     """Run engine + simulated feed + simulated traders for ``seconds`` SIMULATED seconds.
 
@@ -97,10 +120,16 @@ async def run_simulation(
         start_ns: with ``clock="simulated"``, the engine clock at market time 0 (ns since the
             epoch, >= 0; default: the wall clock when the run starts). Only differences of
             the clock enter the engine's decisions.
+        on_ready: ``on_ready(mm)``, called once after ``mm.start()``, before the first market
+            step (module docstring); ``mm.traders`` is already set.
+        on_step: ``on_step(step, mm, traders)``, ``clock="simulated"`` only: called once per
+            market step (``step`` = 0 .. n_steps - 1) after that step's refresh, hedges,
+            traders' step and final ``settle`` (module docstring). Either hook may be a
+            coroutine function.
 
     Returns:
         The stopped engine (its views — ``stats()``, ``positions()``, ``pnl()`` — hold the
-        run's results).
+        run's results; ``mm.traders``: the :class:`SimulatedTraders` of the run).
 
     Example:
         >>> import asyncio
@@ -117,6 +146,12 @@ async def run_simulation(
         ...                                steps_per_second=0.5, taker_intensity=2.0))
         >>> a.stats()["ticks"], a.positions() == b.positions()
         (30.0, True)
+        >>> ticks = []
+        >>> c = asyncio.run(run_simulation(cfg, seconds=60.0, seed=1, clock="simulated",
+        ...     steps_per_second=0.5, taker_intensity=2.0,
+        ...     on_step=lambda step, mm, tr: ticks.append(mm.stats()["ticks"])))
+        >>> len(ticks), ticks[:3], c.positions() == a.positions()
+        (30, [1.0, 2.0, 3.0], True)
     """
     from ..feeds import SimulatedFeed, TakerFlow
 
@@ -141,6 +176,14 @@ async def run_simulation(
         raise ValueError(f"start_ns: must be None or an int >= 0 (ns), got {start_ns!r}")
     if not (math.isfinite(taker_intensity) and taker_intensity >= 0):
         raise ValueError(f"taker_intensity: must be finite and >= 0, got {taker_intensity!r}")
+    for name, hook in (("on_ready", on_ready), ("on_step", on_step)):
+        if hook is not None and not callable(hook):
+            raise ValueError(f"{name}: must be None or callable, got {type(hook).__name__}")
+    if on_step is not None and clock != "simulated":
+        raise ValueError(
+            "on_step: only with clock='simulated' (on the wall clock feed, engine and traders "
+            f"run concurrently and a step has no end), got clock={clock!r}"
+        )
     n_steps = max(int(round(seconds * steps_per_second)), 1)
     dt = 1.0 / (steps_per_second * _SECONDS_PER_YEAR)
     market = simulated_market(config, dt=dt, seed=seed)
@@ -156,6 +199,7 @@ async def run_simulation(
         return await _run_simulated(
             config, market, flow, n_steps, surface_every, seed, t0,
             dict(events=events, store=store, on_fill_ack=on_fill_ack), traders or {},
+            on_ready, on_step,
         )  # fmt: skip
     feed = SimulatedFeed(
         market,
@@ -166,10 +210,13 @@ async def run_simulation(
     )
     mm = OptionsMarketMaker(config, events=events, store=store, on_fill_ack=on_fill_ack)
     tr = SimulatedTraders(mm.exchange, market, flow, seed + 1, config=config, **(traders or {}))
+    mm.traders = tr
     await mm.start()
     stop = asyncio.Event()
     follower = asyncio.create_task(tr.follow(stop, wake=mm.tick_event))
     try:
+        if on_ready is not None:
+            await _call(on_ready, mm)
         await mm.run(feed, max_ticks=n_steps * len(config.underlyings))
     finally:
         stop.set()
@@ -177,7 +224,6 @@ async def run_simulation(
         await follower
         await feed.close()
         await mm.stop()
-    mm.traders = tr
     return mm
 
 
@@ -191,6 +237,8 @@ async def _run_simulated(
     start_ns: int,
     engine_kw: dict,
     traders_kw: dict,
+    on_ready: OnReady | None = None,
+    on_step: OnStep | None = None,
 ) -> OptionsMarketMaker:
     """The ``clock="simulated"`` run: one fixed sequence per market step (module docstring)."""
     from ..feeds import SurfaceUpdate
@@ -201,8 +249,11 @@ async def _run_simulated(
     mm = OptionsMarketMaker(config, clock=market_clock, simulated_time=True, **engine_kw)
     tr = SimulatedTraders(mm.exchange, market, flow, seed + 1, config=config, **traders_kw)
     grids = {u.symbol: (tuple(u.strikes), tuple(u.expiries)) for u in config.underlyings}
+    mm.traders = tr
     await mm.start()
     try:
+        if on_ready is not None:
+            await _call(on_ready, mm)
         for step in range(n_steps):
             ticks = market.step()
             ts = market_clock()
@@ -216,7 +267,8 @@ async def _run_simulated(
             await mm.settle()
             tr.step()
             await mm.settle()
+            if on_step is not None:
+                await _call(on_step, step, mm, tr)
     finally:
         await mm.stop()
-    mm.traders = tr
     return mm
