@@ -17,11 +17,16 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
 - **WebSocket broadcast**: 1, 10 and 100 subscribers (``types=["alert_triggered"]``); the server
   publishes one marker ``AlertTriggered`` every 1/``--ws-rate`` s into the engine's broadcaster,
   built immediately before ``publish`` so its ``local_ts_ns`` is the publish time; each client
-  records ``time.time_ns() - local_ts_ns`` when its receive returns (same host clock). All
+  records ``time.time_ns() - local_ts_ns`` when its read returns (same host clock). All
   subscribers live in the one load process, so the figure includes that process working through
-  100 sockets per event. Each scenario also records the CPU time the server process and the
-  load process spent (``/proc/<pid>/stat``, ``os.times``): the marginal cost per subscriber per
-  event, ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``, is what bounds one process.
+  100 sockets per event. ``--ws-client raw`` (default): a lean client of this file (RFC 6455
+  upgrade with the accept key checked, blocking sockets, one ``epoll`` loop with ``recv_into``,
+  each read stamped on return; frames split and parsed after the run); ``websockets``: the
+  ``websockets`` library's client (~20 us per frame of its own); ``raw-spin``: the lean client
+  polling without blocking for 0.2 ms after each read. Each scenario also records the CPU time
+  the server process and the load process spent (``/proc/<pid>/stat``, ``os.times``): the
+  marginal cost per subscriber per event, ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``, is
+  what bounds one process.
 - **WebSocket fan-out over workers** (``--fanout-workers 2``, needs a Redis server at
   ``--redis-url``): the engine process appends every event to a Redis stream
   (:class:`jaxmm.api._fanout.RedisStreamPublisher`); ``N`` uvicorn worker processes serve
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -55,6 +61,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS = 8
 SUBSCRIBERS = (1, 10, 100)
+WS_SPIN_S = 2e-4  # --ws-client raw-spin: keep polling this long after the last read
 
 
 def _median_tree(runs: list) -> object:
@@ -259,9 +266,174 @@ def _cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+
+
+def _ws_send(sock: socket.socket, opcode: int, payload: bytes) -> None:
+    """One masked client frame (RFC 6455 5.3: client frames are masked)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes((0x80 | opcode, 0x80 | n)) if n < 126 else bytes((0x80 | opcode, 0xFE))
+    if n >= 126:
+        head += n.to_bytes(2, "big")
+    sock.sendall(head + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload)))
+
+
+def _ws_frames(chunks: list[tuple[int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """Split a connection's received bytes into frames ``(arrival ns, opcode, payload)``: a
+    frame's arrival is the time of the chunk that completed it. Server frames are unmasked and
+    unfragmented (checked)."""
+    buf, out, pos = bytearray(), [], 0
+    for t, data in chunks:
+        buf += data
+        n = len(buf)
+        while n - pos >= 2:
+            b0, ln = buf[pos], buf[pos + 1]
+            if ln & 0x80 or not b0 & 0x80:
+                raise RuntimeError("websocket client: masked or fragmented server frame")
+            hl = 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, hl = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, hl = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if n - pos < hl + ln:
+                break
+            out.append((t, b0 & 0x0F, bytes(buf[pos + hl : pos + hl + ln])))
+            pos += hl + ln
+    return out
+
+
+def _ws_open(port: int, path: str, first: bytes) -> tuple[socket.socket, bytes]:
+    """A blocking loopback connection upgraded to WebSocket (accept key checked) that has sent
+    ``first`` and received its ``subscribed`` acknowledgement; returns it and any bytes after."""
+    import base64
+    import hashlib
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .encode()
+    )  # fmt: skip
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError("websocket upgrade: connection closed")
+        buf += data
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest())
+    if not head.startswith(b"HTTP/1.1 101") or accept not in head:
+        raise RuntimeError(f"websocket upgrade refused: {head.splitlines()[0]!r}")
+    _ws_send(sock, 1, first)
+    while True:
+        for i, (_, op, payload) in enumerate(frames := _ws_frames([(0, buf)])):
+            if op == 1 and json.loads(payload).get("type") == "subscribed":
+                consumed = sum(_frame_len(p) for _, _, p in frames[: i + 1])
+                return sock, buf[consumed:]
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError("websocket subscribe: connection closed")
+        buf += data
+
+
+def _frame_len(payload: bytes) -> int:
+    n = len(payload)
+    return n + (2 if n < 126 else 4 if n < 65_536 else 10)
+
+
+def _ws_latency_raw(
+    port: int,
+    token: str,
+    subscribers: int,
+    seconds: float,
+    server_pid: int | None,
+    spin_s: float = 0.0,
+) -> dict:
+    """The lean client: blocking sockets and one ``epoll`` loop; each read is stamped with
+    ``time.time_ns()`` as it returns, frames are split and parsed after the run."""
+    import select
+
+    msg = json.dumps({"op": "subscribe", "types": ["alert_triggered"]}).encode()
+    opened = [_ws_open(port, f"/api/v1/mm/ws?token={token}", msg) for _ in range(subscribers)]
+    socks = [s for s, _ in opened]
+    chunks: list[list[tuple[int, bytes]]] = [[(0, rest)] for _, rest in opened]
+    ep = select.epoll()
+    index = {}
+    for i, s in enumerate(socks):
+        s.setblocking(False)
+        ep.register(s.fileno(), select.EPOLLIN)
+        index[s.fileno()] = (s, chunks[i])
+    cpu0 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
+    stop = time.perf_counter() + seconds
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
+    ns = time.time_ns
+    spin_ns = int(spin_s * 1e9)
+    last = 0
+    while (left := stop - time.perf_counter()) > 0:
+        # adaptive polling: poll without blocking while data arrived in the last spin_s
+        ready = ep.poll(0 if ns() - last < spin_ns else min(left, 0.1))
+        for fd, _ in ready:
+            s, out = index[fd]
+            n = s.recv_into(buf)
+            last = t = ns()
+            if not n:
+                raise RuntimeError("websocket client: connection closed by the server")
+            out.append((t, bytes(view[:n])))
+    cpu1 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
+    ep.close()
+    lat: list[float] = []
+    seqs: list[list[int]] = [[] for _ in socks]
+    for i, s in enumerate(socks):
+        for t, opcode, payload in _ws_frames(chunks[i]):
+            if opcode != 1:
+                continue
+            frame = json.loads(payload)
+            if "seq" in frame and frame["event"].get("kind") == "bench":
+                lat.append((t - frame["event"]["local_ts_ns"]) / 1e6)
+                seqs[i].append(frame["seq"])
+        s.setblocking(True)
+        with contextlib.suppress(OSError):
+            _ws_send(s, 8, (1000).to_bytes(2, "big"))
+        s.close()
+    return _ws_summary(subscribers, lat, seqs, cpu0, cpu1)
+
+
 async def _ws_latency(
+    port: int,
+    token: str,
+    subscribers: int,
+    seconds: float,
+    server_pid: int | None = None,
+    client: str = "raw",
+) -> dict:
+    if client == "websockets":
+        return await _ws_latency_websockets(port, token, subscribers, seconds, server_pid)
+    spin = WS_SPIN_S if client == "raw-spin" else 0.0
+    return _ws_latency_raw(port, token, subscribers, seconds, server_pid, spin)
+
+
+def _ws_summary(subscribers, lat, seqs, cpu0, cpu1) -> dict:
+    common = set(seqs[0]).intersection(*map(set, seqs[1:])) if seqs else set()
+    return {"subscribers": subscribers, "events": len(common), "samples": len(lat),
+            "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "max_ms": max(lat, default=0.0),
+            "in_order": all(x == sorted(set(x)) for x in seqs),
+            "server_cpu_ms": (cpu1[0] - cpu0[0]) * 1e3, "client_cpu_ms": (cpu1[1] - cpu0[1]) * 1e3,
+            "lat": lat}  # fmt: skip
+
+
+async def _ws_latency_websockets(
     port: int, token: str, subscribers: int, seconds: float, server_pid: int | None = None
 ) -> dict:
+    """The same measurement with the ``websockets`` library's client (``--ws-client
+    websockets``): its per-frame cost (~23 us) is part of the figure."""
     from websockets.asyncio.client import connect
 
     url = f"ws://127.0.0.1:{port}/api/v1/mm/ws?token={token}"
@@ -293,23 +465,25 @@ async def _ws_latency(
     cpu1 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
     for ws in clients:
         await ws.close()
-    common = set(seqs[0]).intersection(*map(set, seqs[1:])) if seqs else set()
-    return {"subscribers": subscribers, "events": len(common), "samples": len(lat),
-            "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "max_ms": max(lat, default=0.0),
-            "in_order": all(x == sorted(set(x)) for x in seqs),
-            "server_cpu_ms": (cpu1[0] - cpu0[0]) * 1e3, "client_cpu_ms": (cpu1[1] - cpu0[1]) * 1e3,
-            "lat": lat}  # fmt: skip
+    return _ws_summary(subscribers, lat, seqs, cpu0, cpu1)
 
 
 async def _load(
-    port: int, token: str, rate: float, seconds: float, out: str, server_pid: int, ws_only: bool
+    port: int,
+    token: str,
+    rate: float,
+    seconds: float,
+    out: str,
+    server_pid: int,
+    ws_only: bool,
+    ws_client: str = "raw",
 ) -> None:
     res: dict = {"rest": {}, "rest_saturated": {}, "ws": {}}
     for path in () if ws_only else ("/api/v1/mm/quotes", "/api/v1/mm/positions"):
         res["rest"][path] = await _rest_fixed_rate(port, token, path, rate, seconds)
         res["rest_saturated"][path] = await _rest_saturated(port, token, path, seconds)
     for n in SUBSCRIBERS:
-        w = await _ws_latency(port, token, n, seconds, server_pid)
+        w = await _ws_latency(port, token, n, seconds, server_pid, ws_client)
         del w["lat"]
         res["ws"][str(n)] = w
     one, many = res["ws"][str(SUBSCRIBERS[0])], res["ws"][str(SUBSCRIBERS[-1])]
@@ -338,9 +512,12 @@ async def _worker(fd: int) -> None:
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
-async def _ws_load_only(port: int, token: str, subscribers: int, seconds: float, out: str) -> None:
+async def _ws_load_only(
+    port: int, token: str, subscribers: int, seconds: float, out: str, ws_client: str = "raw"
+) -> None:
     """One fan-out load process: ``subscribers`` clients of one worker; raw latencies."""
-    Path(out).write_text(json.dumps(await _ws_latency(port, token, subscribers, seconds)))
+    res = await _ws_latency(port, token, subscribers, seconds, client=ws_client)
+    Path(out).write_text(json.dumps(res))
 
 
 def _fanout(args, env: dict, workers: int, redis_url: str, stream: str, token: str) -> dict:
@@ -378,6 +555,8 @@ def _fanout(args, env: dict, workers: int, redis_url: str, stream: str, token: s
                         __file__,
                         "--seconds",
                         str(args.seconds),
+                        "--ws-client",
+                        args.ws_client,
                         "--_wsload",
                         str(port),
                         token,
@@ -453,6 +632,13 @@ def main() -> None:
         help="uvicorn's WebSocket protocol implementation (auto: websockets-sansio)",
     )
     p.add_argument("--ws-only", action="store_true", help="skip the REST scenarios")
+    p.add_argument(
+        "--ws-client",
+        choices=("raw", "raw-spin", "websockets"),
+        default="raw",
+        help="benchmark WebSocket client: lean epoll reader (raw), the same polling without "
+        "blocking for 0.2 ms after each read (raw-spin), or the websockets library",
+    )
     p.add_argument("--fanout-workers", type=int, default=0, help="also run the Redis fan-out")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="for the fan-out")
     p.add_argument("--_serve", type=int, help=argparse.SUPPRESS)  # internal: server process
@@ -468,11 +654,14 @@ def main() -> None:
         return
     if args._load is not None:
         port, token, out, pid = args._load
-        asyncio.run(_load(int(port), token, args.rate, args.seconds, out, int(pid), args.ws_only))
+        asyncio.run(
+            _load(int(port), token, args.rate, args.seconds, out, int(pid), args.ws_only,
+                  args.ws_client)
+        )  # fmt: skip
         return
     if args._wsload is not None:
         port, token, n, out = args._wsload
-        asyncio.run(_ws_load_only(int(port), token, int(n), args.seconds, out))
+        asyncio.run(_ws_load_only(int(port), token, int(n), args.seconds, out, args.ws_client))
         return
 
     from jaxmm.api import mint_token
@@ -502,7 +691,8 @@ def main() -> None:
             load_before = list(os.getloadavg())
             subprocess.run(
                 [sys.executable, __file__, "--rate", str(args.rate), "--seconds",
-                 str(args.seconds), "--_load", str(port), token, str(out_file), str(server.pid)]
+                 str(args.seconds), "--ws-client", args.ws_client,
+                 "--_load", str(port), token, str(out_file), str(server.pid)]
                 + (["--ws-only"] if args.ws_only else []),
                 check=True, env=env,
             )  # fmt: skip
@@ -617,7 +807,8 @@ def main() -> None:
         "REST latency runs from each request's scheduled send time (open loop, no coordinated "
         "omission) to the end of its response. WebSocket latency runs from the event's "
         "`local_ts_ns` (set just before `publish`) to the client's receive; all subscribers share "
-        "one client process, which is part of the measured path.",
+        f"one client process (`--ws-client {args.ws_client}`), which is part of the measured "
+        "path.",
     ]
     (RESULTS / "api.md").write_text("\n".join(rows) + "\n")
 

@@ -70,6 +70,9 @@ class ApiSettings(BaseModel):
             ``ws_per_message_deflate``; ``jaxmm serve`` / ``make demo`` pass it). Off by
             default: event frames are small, and compressing each frame once per connection
             costs more CPU than the bytes it saves on the send path.
+        ws_direct: write each event's frame, built once, straight to every subscriber's
+            transport when the server is uvicorn's websockets-sansio protocol (docs/events.md);
+            False: every frame goes through the ASGI send path.
 
     Example:
         >>> s = ApiSettings.load(env={"JAXMM_JWT_SECRET": "x" * 32, "JAXMM_CORS_ORIGINS": "a,b"})
@@ -95,6 +98,7 @@ class ApiSettings(BaseModel):
     ws_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
     ws_close_timeout_s: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
     ws_per_message_deflate: bool = False
+    ws_direct: bool = True
 
     @model_validator(mode="after")
     def _secret_required(self) -> ApiSettings:

@@ -26,7 +26,25 @@ server -> client::
 
 Settings read from ``app.state.settings`` (attribute, with these defaults when absent):
 ``ws_heartbeat_s`` (10.0 s; 0 = none), ``ws_queue_size`` (1000 events per connection),
-``ws_close_timeout_s`` (5.0 s to deliver the ``lagged`` frame and the close to a stalled client).
+``ws_close_timeout_s`` (5.0 s to deliver the ``lagged`` frame and the close to a stalled client),
+``ws_direct`` (True: use the direct write path below when the server allows it).
+
+Direct write path (the fast path). Server-to-client frames are unmasked, so an event's frame is
+the same bytes for every subscriber: it is built once per event (:func:`event_wire`: RFC 6455
+header ``0x81``, 7/16/64-bit length, the UTF-8 text of :func:`event_frame`). When the connection
+is served by uvicorn's ``websockets-sansio`` protocol without extensions (no permessage-deflate),
+each connection registers a synchronous broadcaster callback that writes the frames of its own
+subscription straight to the connection's asyncio transport inside ``publish`` — no task
+wake-up, no ASGI send per subscriber. Same frames, same order, same filters and replay (the
+connection's broadcaster subscription is still the source of every event; the callback only
+drains it). The bounded queue becomes the transport's write buffer: a frame counts as pending
+while the buffer holds at least the bytes written after its start, and an event that would make
+more than ``ws_queue_size`` frames pending is not written — the client is cut off (``lagged``
+naming the last frame written, close 4008) exactly as on the ASGI path. Control frames (acks,
+heartbeats, errors, ``lagged``, the close) still go through ASGI; an event is never written
+directly between a filter change and its acknowledgement. Under any other server (e.g. httpx's
+ASGI transport, the ``websockets`` legacy or ``wsproto`` protocols) or with ``ws_direct``
+false, each connection sends from its own task through ASGI.
 Authentication: ``app.state.auth_verify(token, "read")`` returns the subject or raises (an
 exception with ``status_code`` 403 means "wrong scope", anything else "not authenticated");
 the handshake is then refused with HTTP 401/403 and the REST error body
@@ -41,8 +59,9 @@ import contextlib
 import inspect
 import json
 import logging
+import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -56,6 +75,7 @@ __all__ = [
     "CLOSE_LAGGED",
     "MAX_INSTRUMENTS",
     "event_frame",
+    "event_wire",
     "parse_client_message",
     "ClientMessageError",
 ]
@@ -179,6 +199,113 @@ def event_frame(event: EventBase) -> str:
     return text
 
 
+_WIRE_LAST: list[Any] = [None, b""]  # (event, frame bytes) of the last event framed
+
+
+def event_wire(event: EventBase) -> bytes:
+    """The unmasked RFC 6455 text frame (FIN, opcode 1) carrying :func:`event_frame` —
+    the exact bytes a server sends for this event, shared by every subscriber.
+
+    Example:
+        >>> from jaxmm.events import PriceUpdated
+        >>> e = PriceUpdated(underlying="BTC", price=1.5).model_copy(update={"seq": 3})
+        >>> w = event_wire(e)
+        >>> n = len(event_frame(e))  # 126..65535 bytes: a 16-bit length follows 0x81 126
+        >>> w[:4] == bytes([0x81, 126]) + n.to_bytes(2, "big"), w[4:].decode() == event_frame(e)
+        (True, True)
+    """
+    if _WIRE_LAST[0] is event:
+        return _WIRE_LAST[1]
+    wire = _text_frame(event_frame(event).encode())
+    _WIRE_LAST[0], _WIRE_LAST[1] = event, wire
+    return wire
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """FIN + opcode 1, no mask, 7-bit / 126 + 16-bit / 127 + 64-bit length, payload."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65_536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def _sansio_protocol(websocket: WebSocket) -> Any:
+    """uvicorn's websockets-sansio protocol object serving ``websocket``, found by following
+    the ASGI ``send`` callable through the closures that wrap it; None if there is none (another
+    server or protocol, a wrapping that is not a plain closure, or an extension negotiated)."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:  # pragma: no cover - uvicorn or websockets not installed
+        return None
+    stack: list[tuple[Any, int]] = [(getattr(websocket, "_send", None), 0)]
+    seen: set[int] = set()
+    while stack:
+        fn, depth = stack.pop()
+        if fn is None or id(fn) in seen or depth > 8 or len(seen) > 64:
+            continue
+        seen.add(id(fn))
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, WebSocketsSansIOProtocol):
+            conn = getattr(owner, "conn", None)
+            if conn is None or getattr(conn, "extensions", None) or owner.transport is None:
+                return None
+            return owner
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if callable(value) and not isinstance(value, type):
+                stack.append((value, depth + 1))
+    return None
+
+
+class _DirectWriter:
+    """Writes whole frames to a uvicorn websockets-sansio connection's transport and counts
+    the frames still in its write buffer (the bounded queue of the direct path)."""
+
+    __slots__ = ("proto", "transport", "state_open", "limit", "ends", "total")
+
+    def __init__(self, proto: Any, limit: int):
+        from websockets.protocol import State
+
+        self.proto = proto
+        self.transport = proto.transport
+        self.state_open = State.OPEN
+        self.limit = limit
+        self.ends: deque[int] = deque()  # cumulative byte offset at the end of each pending frame
+        self.total = 0  # bytes written by this writer
+
+    def usable(self) -> bool:
+        proto = self.proto
+        return not (
+            proto.close_sent
+            or proto.disconnected
+            or proto.conn.state is not self.state_open
+            or self.transport.is_closing()
+        )
+
+    def write(self, wire: bytes) -> bool:
+        """Write one frame; False (nothing written) when ``limit`` frames are still pending."""
+        ends = self.ends
+        if ends:
+            buffered = self.transport.get_write_buffer_size()
+            flushed = self.total - buffered  # every byte up to here left the buffer
+            while ends and ends[0] <= flushed:
+                ends.popleft()
+            if len(ends) >= self.limit:
+                return False
+        self.transport.write(wire)
+        self.total += len(wire)
+        if self.transport.get_write_buffer_size():
+            ends.append(self.total)
+        else:
+            ends.clear()
+        return True
+
+
 def _setting(app: Any, name: str, default: float) -> Any:
     settings = getattr(app.state, "settings", None)
     value = getattr(settings, name, None)
@@ -250,6 +377,66 @@ class _Connection:
         self.changed = asyncio.Event()
         self.lagged = False
         self.sending = False
+        self.direct: _DirectWriter | None = None  # the direct write path, when available
+        self.hold = False  # a filter change awaits its acknowledgement: no direct writes
+
+    # -- direct write path ----------------------------------------------------------------------
+
+    def enable_direct(self, proto: Any) -> None:
+        self.direct = _DirectWriter(proto, self.queue_size)
+        self.bus.add_callback(self._on_event)
+
+    def disable_direct(self) -> None:
+        if self.direct is not None:
+            self.direct = None
+            self.bus.remove_callback(self._on_event)
+            self.changed.set()
+
+    def _on_event(self, event: EventBase) -> None:
+        """Broadcaster callback (inside ``publish``, after the subscriptions were offered the
+        event): write what the subscription holds, unless the sender task must do it."""
+        sub = self.sub
+        if sub is None or self.lagged or not sub.qsize():
+            return
+        if self.hold or self.sending:
+            self.changed.set()
+            return
+        try:
+            self.flush()
+        except Exception:  # never into the publisher: fall back to the ASGI path
+            log.exception("websocket direct write failed; falling back to the ASGI path")
+            self.disable_direct()
+
+    def flush(self) -> None:
+        """Write every event queued on the current subscription straight to the transport."""
+        sub, direct = self.sub, self.direct
+        if sub is None or direct is None:
+            return
+        if not direct.usable():  # closing: the receiver ends the stream
+            self.disable_direct()
+            return
+        while True:
+            try:
+                event = sub.get_nowait()
+            except SubscriberLagged:
+                self._cut_off()
+                return
+            if event is None:
+                return
+            self.cursor = event.seq
+            if not direct.write(event_wire(event)):
+                self._cut_off()
+                return
+            self.sent_seq = event.seq
+            if sub.lagged:
+                self._cut_off()
+                return
+
+    def _cut_off(self) -> None:
+        self.lagged = True
+        if self.sub is not None:
+            self.sub.close()  # dropped from the broadcaster now, as an overflow would
+        self.changed.set()  # the sender task ends the stream (lagged frame, close 4008)
 
     def last_delivered(self) -> int:
         """A sequence number N such that every matching event <= N was sent."""
@@ -272,6 +459,15 @@ class _Connection:
 
     async def sender(self) -> None:
         while True:
+            if self.direct is not None:
+                if not self.lagged and not self.hold:
+                    self.flush()
+                if self.lagged:
+                    return
+                if self.direct is not None:
+                    self.changed.clear()
+                    await self.changed.wait()
+                    continue
             sub = self.sub
             if sub is None:
                 self.changed.clear()
@@ -386,6 +582,7 @@ class _Connection:
             from_seq = None
         try:
             self._resubscribe(types, instruments, from_seq)
+            self.hold = True
         except SnapshotRequired as exc:
             await self.send_json(
                 {"type": "snapshot_required", "oldest": exc.oldest, "last": exc.last}
@@ -394,9 +591,13 @@ class _Connection:
         except ValueError as exc:
             await self.send_json({"type": "error", "field": "from_seq", "message": str(exc)})
             return
-        await self.send_json(
-            self._state("subscribed" if msg["op"] == "subscribe" else "unsubscribed")
-        )
+        try:
+            await self.send_json(
+                self._state("subscribed" if msg["op"] == "subscribe" else "unsubscribed")
+            )
+        finally:
+            self.hold = False
+            self.changed.set()
 
     async def receiver(self) -> None:
         while True:
@@ -416,6 +617,7 @@ class _Connection:
             await self.handle(text)
 
     def close(self) -> None:
+        self.disable_direct()
         if self.sub is not None:
             self.sub.close()
             self.sub = None
@@ -440,6 +642,10 @@ async def event_stream(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     conn = _Connection(websocket, bus, queue_size)
+    if _setting(app, "ws_direct", True):
+        proto = _sansio_protocol(websocket)
+        if proto is not None:
+            conn.enable_direct(proto)
     tasks = [asyncio.create_task(conn.receiver()), asyncio.create_task(conn.sender())]
     if heartbeat_s > 0:  # 0 turns heartbeats off
         tasks.append(asyncio.create_task(conn.heartbeat(heartbeat_s)))

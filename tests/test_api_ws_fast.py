@@ -1,0 +1,262 @@
+"""The WebSocket stream's direct write path (jaxmm.api._ws: frames built once per event and
+written to each connection's transport inside ``publish``) against the ASGI path.
+
+Real uvicorn servers on loopback. The ASGI path is the reference: the same client script run
+against a direct-path server and an ASGI-path server (``ws_direct=False``) fed by one
+broadcaster must receive the same frames in the same order; the expected sequence numbers are
+worked out here from the filters (docs/events.md, "WebSocket stream"). The frame encoding is
+checked against the ``websockets`` library's own framer (RFC 6455 section 5.2). Nothing asserts
+on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from types import SimpleNamespace
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+
+from jaxmm.api import _ws
+from jaxmm.api._ws import CLOSE_LAGGED, WS_PATH, event_frame, event_wire, router
+from jaxmm.events import AlertTriggered, EventBroadcaster, PriceUpdated
+
+GUARD_S = 30.0  # deadlock guard only
+
+
+def _app(bus, **settings):
+    app = FastAPI()
+    app.include_router(router)
+    app.state.events = bus
+    app.state.settings = SimpleNamespace(auth_disabled=True, ws_heartbeat_s=0, **settings)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _serve(app, *, sndbuf=None):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf is not None:  # accepted sockets inherit it (Linux): back-pressure comes quickly
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", ws_ping_interval=None,
+        ws_per_message_deflate=False,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"ws://127.0.0.1:{port}{WS_PATH}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """Every frame the direct path wrote, and every refusal (write-buffer bound reached)."""
+    log = {"written": [], "refused": 0}
+    original = _ws._DirectWriter.write
+
+    def spy(self, wire):
+        ok = original(self, wire)
+        if ok:
+            log["written"].append(wire)
+        else:
+            log["refused"] += 1
+        return ok
+
+    monkeypatch.setattr(_ws._DirectWriter, "write", spy)
+    return log
+
+
+async def _recv(ws):
+    async with asyncio.timeout(GUARD_S):
+        return await ws.recv()
+
+
+async def _events(ws, n):
+    """The next n frames, which must all be event frames (heartbeats are off)."""
+    out = [await _recv(ws) for _ in range(n)]
+    assert all("seq" in json.loads(t) for t in out), out
+    return out
+
+
+async def _op(ws, **msg):
+    await ws.send(json.dumps(msg))
+    return await _recv(ws)
+
+
+def _price(i, sym):
+    return PriceUpdated(underlying=sym, instrument=sym, price=100.0 + i)
+
+
+def _alert(i):
+    return AlertTriggered(severity="info", kind="k", message=f"m{i}")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 1000, 65_535, 65_536, 70_000])
+def test_text_frame_matches_an_independent_framer(size):
+    """7-bit (< 126), 16-bit (126..65535) and 64-bit (>= 65536) lengths, against websockets'
+    own framer (RFC 6455 section 5.2; server frames are unmasked)."""
+    payload = bytes(i % 251 for i in range(size))
+    assert _ws._text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def test_event_wire_carries_the_event_frame_text():
+    """RFC 6455 section 5.7's single-frame unmasked text example is 0x81 0x05 "Hello"; an
+    event's wire frame is that layout around its event_frame text, built once per event."""
+    assert _ws._text_frame(b"Hello") == bytes([0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
+    for message in ("x", "y" * 900):
+        e = AlertTriggered(severity="info", kind="k", message=message)
+        e = e.model_copy(update={"seq": 7})
+        text = event_frame(e).encode()
+        wire = event_wire(e)
+        assert wire == Frame(Opcode.TEXT, text).serialize(mask=False)
+        assert json.loads(text) == {"seq": 7, "event": json.loads(e.model_dump_json())}
+        assert event_wire(e) is wire
+
+
+def test_direct_and_asgi_paths_send_the_same_frames_in_order(writes):
+    """One broadcaster, two servers (direct path / ASGI path), one script: live filters,
+    widening, unsubscribing, replay with from_seq. Same frames, expected seqs."""
+
+    async def main():
+        bus = EventBroadcaster(history_size=1000)
+        async with (
+            _serve(_app(bus)) as url_direct,
+            _serve(_app(bus, ws_direct=False)) as url_asgi,
+            connect(url_direct) as d,
+            connect(url_asgi) as a,
+        ):
+            clients = (d, a)
+
+            async def both_op(**msg):
+                acks = [await _op(ws, **msg) for ws in clients]
+                assert acks[0] == acks[1], acks
+                return json.loads(acks[0])
+
+            async def both_events(n):
+                got = [await _events(ws, n) for ws in clients]
+                assert got[0] == got[1]
+                return [json.loads(t)["seq"] for t in got[0]]
+
+            ack = await both_op(op="subscribe", types=["price_updated"], instruments=["BTC"])
+            assert ack["next_seq"] == 1
+            # seq 1 BTC, 2 ETH, 3 alert, 4 BTC
+            for e in (_price(0, "BTC"), _price(1, "ETH"), _alert(2), _price(3, "BTC")):
+                bus.publish(e)
+            assert await both_events(2) == [1, 4]
+            ack = await both_op(op="subscribe", instruments=["ETH"])  # widen
+            assert ack["instruments"] == ["BTC", "ETH"] and ack["next_seq"] == 5
+            for e in (_price(4, "ETH"), _alert(5), _price(6, "SOL"), _price(7, "BTC")):
+                bus.publish(e)  # seq 5..8
+            assert await both_events(2) == [5, 8]
+            ack = await both_op(op="unsubscribe", instruments=["BTC"])
+            assert ack["instruments"] == ["ETH"]
+            for e in (_price(8, "BTC"), _price(9, "ETH")):
+                bus.publish(e)  # seq 9, 10
+            assert await both_events(1) == [10]
+            # replay everything (all types, all instruments) from seq 3, then live
+            ack = await both_op(op="subscribe", from_seq=3)
+            assert ack["next_seq"] == 3
+            assert await both_events(8) == list(range(3, 11))
+            bus.publish(_alert(10))  # seq 11
+            assert await both_events(1) == [11]
+            ack = await both_op(op="unsubscribe")
+            assert ack["types"] == [] and ack["instruments"] == []  # none
+            bus.publish(_alert(11))  # seq 12: nobody gets it
+            ack = await both_op(op="subscribe", types=["alert_triggered"])
+            assert ack["next_seq"] == 13
+            bus.publish(_alert(12))
+            assert await both_events(1) == [13]
+        # the direct server wrote every event frame itself: 2 + 2 + 1 + 8 + 1 + 1
+        assert len(writes["written"]) == 15
+        assert writes["refused"] == 0
+
+    asyncio.run(main())
+
+
+def test_many_direct_subscribers_get_every_event_in_order(writes):
+    """Twenty direct-path connections with different filters, one burst of publishes."""
+
+    async def main():
+        bus = EventBroadcaster()
+        syms = ("BTC", "ETH")
+        async with _serve(_app(bus)) as url:
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(connect(url)) for _ in range(20)]
+                for i, ws in enumerate(clients):
+                    ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % 2]]))
+                    assert ack["type"] == "subscribed"
+                events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]
+                for i, ws in enumerate(clients):
+                    want = [e.seq for e in events if e.instrument == syms[i % 2]]
+                    got = [json.loads(t) for t in await _events(ws, len(want))]
+                    assert [f["seq"] for f in got] == want == list(range(1 + i % 2, 31, 2))
+                    assert all(f["event"]["instrument"] == syms[i % 2] for f in got)
+        assert len(writes["written"]) == 20 * 15
+
+    asyncio.run(main())
+
+
+def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes):
+    """A client that stops reading fills its transport's write buffer: once ws_queue_size
+    frames are pending the direct path refuses the next one and the client gets the frames it
+    had, ``lagged`` naming the last, close 4008; a fast client receives every event."""
+
+    async def main():
+        bus = EventBroadcaster(history_size=10_000)
+        app = _app(bus, ws_queue_size=20, ws_close_timeout_s=GUARD_S)
+        async with _serve(app, sndbuf=4096) as url:
+            host, port = url.split("/")[2].split(":")
+            slow_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow_sock.connect((host, int(port)))
+            slow_sock.setblocking(False)
+            async with (
+                connect(url) as fast,
+                connect(url, sock=slow_sock, max_queue=1) as slow,
+            ):
+                await _op(fast, op="subscribe")
+                await _op(slow, op="subscribe")
+                published, bursts = [], 0
+                while bus.subscriber_count == 2:
+                    bursts += 1
+                    assert bursts < 400, "slow client never lagged"
+                    burst = [
+                        bus.publish(AlertTriggered(severity="info", kind="load", message="x" * 900))
+                        for _ in range(10)
+                    ]
+                    published += burst
+                    got = [json.loads(t)["seq"] for t in await _events(fast, len(burst))]
+                    assert got == [e.seq for e in burst]
+                assert writes["refused"] == 1  # the cut-off came from the write-buffer bound
+                more = [bus.publish(_price(i, "BTC")) for i in range(5)]
+                got = [json.loads(t)["seq"] for t in await _events(fast, 5)]
+                assert got == [e.seq for e in more]
+                seqs, lagged = [], None
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        frame = json.loads(await _recv(slow))
+                        if "seq" in frame:
+                            seqs.append(frame["seq"])
+                        elif frame.get("type") == "lagged":
+                            lagged = frame
+                assert closed.value.rcvd.code == CLOSE_LAGGED
+                assert seqs == list(range(1, len(seqs) + 1))
+                assert len(seqs) < len(published)
+                assert lagged == {"type": "lagged", "last_seq": seqs[-1]}
+
+    asyncio.run(main())
