@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import signal
 import socket
@@ -51,6 +52,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LiveSession", "bind_socket", "run_live", "SECONDS_PER_YEAR"]
 
@@ -242,8 +245,8 @@ async def _settle(task: asyncio.Task) -> None:
         me = asyncio.current_task()
         if me is not None and me.cancelling():
             raise
-    except Exception:
-        pass
+    except Exception:  # report it; the stop goes on
+        log.warning("task %r ended with an error during the stop", task.get_name(), exc_info=True)
 
 
 async def run_live(

@@ -688,8 +688,12 @@ class OptionsMarketMaker:
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await t
+            except asyncio.CancelledError:
+                pass  # we cancelled it just above
+            except Exception:  # a background task that had failed: say so, keep stopping
+                log.exception("engine task %r failed before stop", t.get_name())
         if was_running and self.connector is not None:
             for u in self._u:
                 await self._pull(u)
