@@ -72,6 +72,25 @@ def _status_report(symbol: str, ev: OrderUpdate) -> OrderStatusReport:
     )
 
 
+def _taker_report(symbol: str, f: Fill) -> FillReport:
+    """The taker's side of one book fill (built without validation: the book's values)."""
+    return _new(
+        FillReport,
+        (
+            symbol,
+            f.taker_id,
+            f.trade_id,
+            f.aggressor,
+            f.price,
+            f.qty,
+            "taker",
+            f.taker_fee_raw,
+            f.fee_unit,
+            f.ts,
+        ),
+    )
+
+
 class InProcessExchange:
     """A venue of jaxmm books shared by several :class:`InProcessConnector` sessions.
 
@@ -309,21 +328,7 @@ class InProcessConnector:
                 ),
             )
         else:
-            rep = _new(
-                FillReport,
-                (
-                    symbol,
-                    f.taker_id,
-                    f.trade_id,
-                    f.aggressor,
-                    f.price,
-                    f.qty,
-                    "taker",
-                    f.taker_fee_raw,
-                    f.fee_unit,
-                    f.ts,
-                ),
-            )
+            rep = _taker_report(symbol, f)
         for h in tuple(self._fill_handlers):
             self._outbox.push(h, rep)
 
@@ -368,24 +373,7 @@ class InProcessConnector:
         return self._map.get(symbol)
 
     def _taker_reports(self, symbol: str, fills: list[Fill]) -> tuple[FillReport, ...]:
-        return tuple(
-            _new(
-                FillReport,
-                (
-                    symbol,
-                    f.taker_id,
-                    f.trade_id,
-                    f.aggressor,
-                    f.price,
-                    f.qty,
-                    "taker",
-                    f.taker_fee_raw,
-                    f.fee_unit,
-                    f.ts,
-                ),
-            )
-            for f in fills
-        )
+        return tuple(_taker_report(symbol, f) for f in fills)
 
     def submit_now(self, req: OrderRequest) -> OrderAck:
         """Process ``req`` at the venue immediately (no latency); used by ``submit``."""
