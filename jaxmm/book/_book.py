@@ -590,49 +590,31 @@ class OrderBook:
                 n = price * x
                 if emit:
                     self._seq += 1
-                    f = _new_tuple(
-                        Fill,
-                        (
-                            self._seq,
-                            tid,
-                            now,
-                            price,
-                            x,
-                            mo[_OID],
-                            oid,
-                            mo[_OWNER],
-                            owner,
-                            aggressor,
-                            n * mfee,
-                            n * tfee,
-                            unit,
-                        ),
-                    )
+                f = _new_tuple(
+                    Fill,
+                    (
+                        self._seq if emit else 0,
+                        tid,
+                        now,
+                        price,
+                        x,
+                        mo[_OID],
+                        oid,
+                        mo[_OWNER],
+                        owner,
+                        aggressor,
+                        n * mfee,
+                        n * tfee,
+                        unit,
+                    ),
+                )
+                if emit:
                     self._out.append(f)
                     if mo[_QTY]:
                         if self._emit_all:
                             self._emit_order(mo, _PARTIAL, True, None, now, False)
                     else:
                         self._emit_order(mo, _FILLED_ST, False, None, now, False)
-                else:
-                    f = _new_tuple(
-                        Fill,
-                        (
-                            0,
-                            tid,
-                            now,
-                            price,
-                            x,
-                            mo[_OID],
-                            oid,
-                            mo[_OWNER],
-                            owner,
-                            aggressor,
-                            n * mfee,
-                            n * tfee,
-                            unit,
-                        ),
-                    )
                 tid += 1
                 fills.append(f)
                 if not qty:
