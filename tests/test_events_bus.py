@@ -150,6 +150,28 @@ def test_callbacks_run_synchronously_and_a_failing_one_is_removed():
     assert [e.seq for e in seen] == [1, 3]
 
 
+def test_remove_callback_removes_a_bound_method_added_earlier():
+    """``obj.method`` is a new object at every access: removal must compare by equality, or
+    a closed consumer's callback stays registered (and is called) forever."""
+
+    class Consumer:
+        def __init__(self):
+            self.seen = []
+
+        def on_event(self, e):
+            self.seen.append(e.seq)
+
+    bus = EventBroadcaster()
+    a, b = Consumer(), Consumer()
+    bus.add_callback(a.on_event)
+    bus.add_callback(b.on_event)
+    bus.publish(_price())
+    bus.remove_callback(a.on_event)
+    bus.publish(_price(2.0))
+    assert (a.seen, b.seen) == ([1], [1, 2])
+    assert len(bus._callbacks) == 1
+
+
 def test_waiting_consumer_is_woken_by_publish_and_close_ends_iteration():
     async def run():
         bus = EventBroadcaster()

@@ -269,7 +269,9 @@ class EventBroadcaster:
         self._callbacks.append((callback, _normalise_types(types)))
 
     def remove_callback(self, callback: Callable[[EventBase], None]) -> None:
-        self._callbacks = [(cb, t) for cb, t in self._callbacks if cb is not callback]
+        """Stop calling ``callback`` (compared by equality, so ``obj.method`` removes the
+        bound method added earlier: each attribute access makes a new bound-method object)."""
+        self._callbacks = [(cb, t) for cb, t in self._callbacks if cb != callback]
 
     def history(self, from_seq: int = 0) -> list[EventBase]:
         """Recorded events with sequence number > ``from_seq`` (as far back as kept)."""
