@@ -232,7 +232,7 @@ def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes):
                 await _op(fast, op="subscribe")
                 await _op(slow, op="subscribe")
                 published, bursts = [], 0
-                while bus.subscriber_count == 2:
+                while not writes["refused"]:  # until the write-buffer bound cuts it off
                     bursts += 1
                     assert bursts < 400, "slow client never lagged"
                     burst = [
@@ -258,5 +258,66 @@ def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes):
                 assert seqs == list(range(1, len(seqs) + 1))
                 assert len(seqs) < len(published)
                 assert lagged == {"type": "lagged", "last_seq": seqs[-1]}
+
+    asyncio.run(main())
+
+
+def test_live_connections_hold_no_subscription_and_leave_nothing_registered():
+    """A caught-up direct connection is written by the app's one fan-out callback, not by a
+    broadcaster subscription of its own; a filter change takes it back through a subscription
+    (replay) and live again; when the clients go, nothing stays registered on the broadcaster."""
+
+    async def main():
+        bus = EventBroadcaster()
+        app = _app(bus)
+        async with _serve(app) as url:
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(connect(url)) for _ in range(5)]
+                for ws in clients:
+                    await _op(ws, op="subscribe", types=["price_updated"])
+                bus.publish(_price(0, "BTC"))
+                for ws in clients:
+                    assert [json.loads(t)["seq"] for t in await _events(ws, 1)] == [1]
+                fan = app.state.ws_fanout
+                assert len(fan.live) == 5 and not fan.queued
+                assert bus.subscriber_count == 0 and len(bus._callbacks) == 1
+                bus.publish(_alert(1))  # seq 2: filtered out for everyone
+                # widen one client to alerts: replay from its cursor (seq 1) brings seq 2
+                ack = json.loads(await _op(clients[0], op="subscribe", types=["alert_triggered"]))
+                assert ack["next_seq"] == 2
+                assert [json.loads(t)["seq"] for t in await _events(clients[0], 1)] == [2]
+                bus.publish(_alert(2))  # seq 3 reaches only the widened client, live again
+                assert [json.loads(t)["seq"] for t in await _events(clients[0], 1)] == [3]
+                assert len(fan.live) == 5 and bus.subscriber_count == 0
+                bus.publish(_price(3, "ETH"))  # seq 4: everyone
+                for ws in clients:
+                    assert [json.loads(t)["seq"] for t in await _events(ws, 1)] == [4]
+            async with asyncio.timeout(GUARD_S):
+                while fan.live or fan.queued:  # the server notices the closes
+                    await asyncio.sleep(0.01)
+            assert bus.subscriber_count == 0 and bus._callbacks == []
+
+    asyncio.run(main())
+
+
+def test_a_gap_in_a_relayed_stream_cuts_live_connections_off():
+    """A Redis relay that lost events (seq jumps) must not let a live client miss them
+    silently: the client gets ``lagged`` naming the last event it got, then close 4008."""
+    from jaxmm.api._fanout import RelayBroadcaster
+
+    async def main():
+        bus = RelayBroadcaster()
+        async with _serve(_app(bus, ws_close_timeout_s=GUARD_S)) as url, connect(url) as ws:
+            await _op(ws, op="subscribe")
+            for seq in (1, 2):
+                bus.relay(_price(seq, "BTC").model_copy(update={"seq": seq}))
+            assert [json.loads(t)["seq"] for t in await _events(ws, 2)] == [1, 2]
+            bus.relay(_price(5, "BTC").model_copy(update={"seq": 5}))  # 3 and 4 were lost
+            frames = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    frames.append(json.loads(await _recv(ws)))
+            assert closed.value.rcvd.code == CLOSE_LAGGED
+            assert frames == [{"type": "lagged", "last_seq": 2}]
 
     asyncio.run(main())

@@ -287,6 +287,19 @@ class _DirectWriter:
             or self.transport.is_closing()
         )
 
+    def write_open(self, wire: bytes) -> bool:
+        """:meth:`write` if the stream is open (:meth:`usable`); False (nothing written) if it
+        is closing or ``limit`` frames are still pending."""
+        proto = self.proto
+        if (
+            proto.close_sent
+            or proto.disconnected
+            or proto.conn.state is not self.state_open
+            or self.transport.is_closing()
+        ):
+            return False
+        return self.write(wire)
+
     def write(self, wire: bytes) -> bool:
         """Write one frame; False (nothing written) when ``limit`` frames are still pending."""
         ends = self.ends
@@ -304,6 +317,103 @@ class _DirectWriter:
         else:
             ends.clear()
         return True
+
+
+class _Fanout:
+    """Every direct-path connection of one app on one broadcaster, behind one broadcaster
+    callback.
+
+    A connection is **live** when its subscription has nothing queued, no filter change awaits
+    its acknowledgement and its stream is open: it then holds no broadcaster subscription at
+    all, and :meth:`on_event` writes each event's frame (built once) straight to its transport
+    inside ``publish`` after an inline filter check. That loop is the whole per-subscriber cost
+    of a broadcast. Any other direct-path connection is **queued**: it drains its own
+    subscription (replay after a filter change, the window before an acknowledgement) and goes
+    live when that is empty (:meth:`_Connection.flush`). The broadcaster delivers every event to
+    the callback, so a jump in sequence numbers (a Redis relay that lost events) is seen here and
+    cuts every live connection off, as the relay does to its subscribers.
+    """
+
+    __slots__ = ("bus", "live", "queued", "_live", "_queued", "_registered", "_seen")
+
+    def __init__(self, bus: Any):
+        self.bus = bus
+        self.live: dict[_Connection, None] = {}  # insertion-ordered sets
+        self.queued: dict[_Connection, None] = {}
+        self._live: tuple[_Connection, ...] = ()  # what on_event iterates (rebuilt on change)
+        self._queued: tuple[_Connection, ...] = ()
+        self._registered = False
+        self._seen = 0  # the last sequence number delivered to on_event
+
+    def _sync(self) -> None:
+        self._live, self._queued = tuple(self.live), tuple(self.queued)
+        if (self.live or self.queued) and not self._registered:
+            self._seen = self.bus.last_seq
+            self.bus.add_callback(self.on_event)
+            self._registered = True
+        elif not (self.live or self.queued) and self._registered:
+            self.bus.remove_callback(self.on_event)
+            self._registered = False
+
+    def set_queued(self, conn: _Connection) -> None:
+        self.live.pop(conn, None)
+        self.queued[conn] = None
+        self._sync()
+
+    def set_live(self, conn: _Connection) -> None:
+        self.queued.pop(conn, None)
+        self.live[conn] = None
+        self._sync()
+
+    def remove(self, conn: _Connection) -> None:
+        if conn in self.live or conn in self.queued:
+            self.live.pop(conn, None)
+            self.queued.pop(conn, None)
+            self._sync()
+
+    def on_event(self, event: EventBase) -> None:
+        """Broadcaster callback: write ``event`` to every live connection whose filter takes
+        it, then let the queued connections drain. Never raises into ``publish``."""
+        seq = event.seq
+        if self._seen and seq != self._seen + 1:
+            for conn in self._live:  # a hole in the stream: nobody may silently miss events
+                conn._cut_off()
+        self._seen = seq
+        etype = event.type  # type: ignore[attr-defined]
+        inst = event.instrument
+        wire = b""
+        for conn in self._live:  # the hot loop: inline filter, one write
+            types = conn.types
+            if types is not None and etype not in types:
+                continue
+            insts = conn.instruments
+            if insts is not None and inst not in insts:
+                continue
+            if not wire:
+                wire = event_wire(event)
+            try:
+                if not conn.direct.write_open(wire):  # type: ignore[union-attr]
+                    if conn.direct.usable():  # type: ignore[union-attr]
+                        conn._cut_off()  # write-buffer bound reached: too slow
+                    else:  # closing: the receiver ends the stream
+                        self.remove(conn)
+                    continue
+            except Exception:  # never into the publisher: fall back to the ASGI path
+                log.exception("websocket direct write failed; falling back to the ASGI path")
+                conn.disable_direct()
+                continue
+            conn.cursor = conn.sent_seq = seq
+        for conn in self._queued:
+            conn._on_event(event)
+
+
+def _fanout(app: Any, bus: Any) -> _Fanout:
+    """The app's :class:`_Fanout` for ``bus`` (created on first use)."""
+    fan = getattr(app.state, "ws_fanout", None)
+    if fan is None or fan.bus is not bus:
+        fan = _Fanout(bus)
+        app.state.ws_fanout = fan
+    return fan
 
 
 def _setting(app: Any, name: str, default: float) -> Any:
@@ -378,23 +488,57 @@ class _Connection:
         self.lagged = False
         self.sending = False
         self.direct: _DirectWriter | None = None  # the direct write path, when available
+        self.fanout: _Fanout | None = None
+        self.live = False  # written by the fan-out inside publish; self.sub is None then
         self.hold = False  # a filter change awaits its acknowledgement: no direct writes
 
     # -- direct write path ----------------------------------------------------------------------
 
-    def enable_direct(self, proto: Any) -> None:
+    def enable_direct(self, proto: Any, fanout: _Fanout) -> None:
         self.direct = _DirectWriter(proto, self.queue_size)
-        self.bus.add_callback(self._on_event)
+        self.fanout = fanout
+        fanout.set_queued(self)
 
     def disable_direct(self) -> None:
-        if self.direct is not None:
-            self.direct = None
-            self.bus.remove_callback(self._on_event)
-            self.changed.set()
+        """Leave the direct path for the ASGI path: a live connection gets a subscription again
+        from its cursor (replaying anything not written), or is cut off if the history no longer
+        reaches back."""
+        if self.direct is None:
+            return
+        self.direct = None
+        if self.fanout is not None:
+            self.fanout.remove(self)
+        if self.live:
+            self.live = False
+            try:
+                self.sub = self.bus.subscribe(
+                    types=self.types,
+                    instruments=self.instruments,
+                    from_seq=self.cursor,
+                    queue_size=self.queue_size,
+                )
+            except SnapshotRequired:
+                self.lagged = True
+        self.changed.set()
+
+    def _go_live(self) -> None:
+        """Hand this caught-up connection to the fan-out (its subscription is dropped)."""
+        sub = self.sub
+        if sub is not None:
+            self.sub = None
+            sub.close()
+        self.live = True
+        self.fanout.set_live(self)  # type: ignore[union-attr]
+
+    def _leave_live(self) -> None:
+        if self.live:
+            self.live = False
+            self.fanout.set_queued(self)  # type: ignore[union-attr]
 
     def _on_event(self, event: EventBase) -> None:
-        """Broadcaster callback (inside ``publish``, after the subscriptions were offered the
-        event): write what the subscription holds, unless the sender task must do it."""
+        """Fan-out callback for a queued connection (inside ``publish``, after the
+        subscriptions were offered the event): write what the subscription holds, unless the
+        sender task must do it."""
         sub = self.sub
         if sub is None or self.lagged or not sub.qsize():
             return
@@ -422,6 +566,8 @@ class _Connection:
                 self._cut_off()
                 return
             if event is None:
+                if not (self.hold or self.sending or self.lagged):
+                    self._go_live()  # caught up: the fan-out writes from the next event on
                 return
             self.cursor = event.seq
             if not direct.write(event_wire(event)):
@@ -434,6 +580,9 @@ class _Connection:
 
     def _cut_off(self) -> None:
         self.lagged = True
+        if self.live:
+            self.live = False
+            self.fanout.remove(self)  # type: ignore[union-attr]
         if self.sub is not None:
             self.sub.close()  # dropped from the broadcaster now, as an overflow would
         self.changed.set()  # the sender task ends the stream (lagged frame, close 4008)
@@ -441,7 +590,7 @@ class _Connection:
     def last_delivered(self) -> int:
         """A sequence number N such that every matching event <= N was sent."""
         sub = self.sub
-        if sub is None:
+        if sub is None:  # live (every matching event was written in publish) or unsubscribed
             return self.bus.last_seq
         if (
             not self.sending
@@ -451,6 +600,11 @@ class _Connection:
         ):
             return self.bus.last_seq  # nothing matching is queued: the stream is caught up
         return self.sent_seq
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether some events reach this connection (a subscription or the live fan-out)."""
+        return self.sub is not None or self.live
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -513,12 +667,15 @@ class _Connection:
         """Swap the broadcaster subscription atomically (no await): replay from ``from_seq``
         (the broadcaster's exclusive cursor), or from this connection's cursor when None."""
         start = self.cursor if from_seq is None else from_seq
+        was_live = self.live
         if (types is not None and not types) or (instruments is not None and not instruments):
             new = None
         else:
             new = self.bus.subscribe(
                 types=types, instruments=instruments, from_seq=start, queue_size=self.queue_size
             )  # may raise SnapshotRequired / ValueError: nothing changed then
+        if was_live:
+            self._leave_live()
         old, self.sub = self.sub, new
         self.types, self.instruments = types, instruments
         self.cursor = start
@@ -550,7 +707,7 @@ class _Connection:
                     )
                     return
                 from_seq = msg["from_seq"] - 1
-            if self.sub is not None and from_seq is None:  # widen the current filter
+            if self.subscribed and from_seq is None:  # widen the current filter
                 types = _union(self.types, types, given="types" in msg["keys"])
                 instruments = _union(
                     self.instruments, instruments, given="instruments" in msg["keys"]
@@ -558,7 +715,7 @@ class _Connection:
             elif from_seq is None:
                 self.cursor = self.sent_seq = self.bus.last_seq  # a new live subscription
         else:
-            if self.sub is None:
+            if not self.subscribed:
                 await self.send_json(self._state("unsubscribed"))
                 return
             if types is None and instruments is None:
@@ -617,7 +774,9 @@ class _Connection:
             await self.handle(text)
 
     def close(self) -> None:
-        self.disable_direct()
+        if self.fanout is not None:
+            self.fanout.remove(self)
+        self.direct, self.live = None, False
         if self.sub is not None:
             self.sub.close()
             self.sub = None
@@ -645,7 +804,7 @@ async def event_stream(websocket: WebSocket) -> None:
     if _setting(app, "ws_direct", True):
         proto = _sansio_protocol(websocket)
         if proto is not None:
-            conn.enable_direct(proto)
+            conn.enable_direct(proto, _fanout(app, bus))
     tasks = [asyncio.create_task(conn.receiver()), asyncio.create_task(conn.sender())]
     if heartbeat_s > 0:  # 0 turns heartbeats off
         tasks.append(asyncio.create_task(conn.heartbeat(heartbeat_s)))
