@@ -149,6 +149,32 @@ def test_no_token_invalid_token_expired_token_are_401():
     _run(main())
 
 
+def test_a_remembered_token_still_expires_and_binds_to_its_secret(monkeypatch):
+    """Verified tokens are remembered (jaxmm.api._auth._verified_principal) so later requests
+    skip the signature check; the token must still be refused from its expiry on, and a
+    server with another secret must not accept it from that memory."""
+    from jaxmm.api import _auth
+
+    async def main():
+        app, other = _app(), _app(jwt_secret="z" * 40)
+        t0 = time.time()
+        token = mint_token("carol", "read", 3600, SECRET, now=t0 - 3590)  # 10 s left
+        async with _client(app) as c, _client(other) as c2:
+            for _ in range(2):  # verified, then served from memory
+                assert (
+                    await c.get(f"{V1}/mm/positions", headers=_bearer(token))
+                ).status_code == 200
+            assert any(k[0] == token for k in _auth._verified)
+            r = await c2.get(f"{V1}/mm/positions", headers=_bearer(token))
+            assert r.status_code == 401 and r.json()["error"]["rule"] == "invalid_token"
+            monkeypatch.setattr(_auth.time, "time", lambda: t0 + 11)  # past its exp
+            r = await c.get(f"{V1}/mm/positions", headers=_bearer(token))
+            assert r.status_code == 401 and r.json()["error"]["rule"] == "expired_token"
+            assert not any(k[0] == token for k in _auth._verified)
+
+    _run(main())
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "needed"),
     [

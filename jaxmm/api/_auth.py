@@ -142,6 +142,11 @@ def decode_token(
     Raises ``jwt.ExpiredSignatureError`` for an expired token and ``jwt.InvalidTokenError``
     (its base class) for every other failure, including unknown scopes.
     """
+    return _decode(token, secret, issuer, now)[0]
+
+
+def _decode(token: str, secret: str, issuer: str, now: float | None) -> tuple[Principal, float]:
+    """:func:`decode_token` and the token's ``exp`` (Unix seconds)."""
     _check_secret(secret)
     opts = {"require": ["sub", "exp", "iat", "iss", "scope"], "verify_exp": now is None}
     claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer, options=opts)
@@ -151,9 +156,34 @@ def decode_token(
     if not isinstance(sub, str) or not 0 < len(sub) <= 64 or not isinstance(scope, str):
         raise jwt.InvalidTokenError("sub/scope: malformed claims")
     try:
-        return Principal(sub, frozenset(_scopes(scope)))
+        return Principal(sub, frozenset(_scopes(scope))), float(claims["exp"])
     except ValueError as exc:
         raise jwt.InvalidTokenError(str(exc)) from None
+
+
+VERIFIED_CACHE_SIZE = 4096
+"""Tokens kept verified (per secret and issuer) so a client's next request skips the JWT
+signature check; each is still refused from the moment it expires."""
+
+_verified: dict[tuple[str, str, str], tuple[Principal, float]] = {}
+
+
+def _verified_principal(token: str, secret: str, issuer: str) -> Principal:
+    """:func:`decode_token` at the current time, remembering tokens that verified: a hit
+    costs one dict lookup and the expiry check instead of base64, JSON and an HMAC."""
+    key = (token, secret, issuer)
+    hit = _verified.get(key)
+    now = time.time()
+    if hit is not None:
+        if now < hit[1]:
+            return hit[0]
+        del _verified[key]
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    principal, exp = _decode(token, secret, issuer, now)
+    if len(_verified) >= VERIFIED_CACHE_SIZE:
+        del _verified[next(iter(_verified))]  # the oldest entry
+    _verified[key] = (principal, exp)
+    return principal
 
 
 class TokenBucketLimiter:
@@ -240,8 +270,8 @@ def _authenticate(settings: Any, token: str | None, needed: Scope) -> Principal:
     if not token:
         raise _unauthorized("a bearer token is required", "missing_token")
     try:
-        principal = decode_token(
-            token, settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer
+        principal = _verified_principal(
+            token, settings.jwt_secret.get_secret_value(), settings.jwt_issuer
         )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the token has expired", "expired_token") from None
