@@ -495,6 +495,12 @@ def test_order_entry_modify_cancel_and_validation():
                 ({"quantity": -1}, "quantity"),
                 ({"order_type": "market"}, "price"),  # a market order takes no price
                 ({"time_in_force": "forever"}, "time_in_force"),
+                (
+                    {"order_type": "market", "price": None, "time_in_force": "gtc"},
+                    "time_in_force",
+                ),  # a market order never rests
+                ({"post_only": True, "time_in_force": "ioc"}, "time_in_force"),
+                ({"post_only": True, "order_type": "market", "price": None}, "post_only"),
                 ({"client_id": "bad id!"}, "client_id"),
             ):
                 r = await e.call("POST", "/orders", {**good, **patch})
@@ -503,6 +509,21 @@ def test_order_entry_modify_cancel_and_validation():
             r = await e.call("POST", "/orders", {**good, "symbol": "XYZ-0001D-1-C"})
             assert r.status_code == 404 and err(r)["field"] == "symbol"
             assert (await e.get("/orders")).json() == []  # nothing was placed
+            # a market order defaults to IOC and trades with the market maker's ask at once
+            ask = e.engine.quotes(symbol=s)[0]["ask"]
+            r = await e.call("POST", "/orders", {"symbol": s, "side": "buy", "quantity": 1,
+                                                 "order_type": "market"})  # fmt: skip
+            assert r.status_code == 201, r.text
+            o = r.json()
+            assert (o["state"], o["filled"], o["open_quantity"]) == ("filled", 1.0, 0.0)
+            assert o["avg_price"] == ask
+            # a rule only the book can check (fill-or-kill size) still names the field
+            r = await e.call("POST", "/orders", {"symbol": s, "side": "buy", "quantity": 10_000,
+                                                 "price": ask, "time_in_force": "fok"})  # fmt: skip
+            assert r.status_code == 422 and (err(r)["field"], err(r)["rule"]) == (
+                "quantity",
+                "fok",
+            ), r.text
 
             # cancel-all with filters
             ids = []

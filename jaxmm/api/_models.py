@@ -511,7 +511,11 @@ class OrderIn(_In):
         default=None, gt=0, description="limit price on the tick grid; omit for market orders"
     )
     order_type: Literal["limit", "market"] = "limit"
-    time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
+    time_in_force: Literal["gtc", "ioc", "fok"] | None = Field(
+        default=None,
+        description="default: gtc for a limit order, ioc for a market order (a market order "
+        "never rests: gtc is refused)",
+    )
     post_only: bool = False
     client_id: str | None = Field(
         default=None, min_length=1, max_length=48, pattern=r"^[A-Za-z0-9_.\-]+$"
@@ -523,6 +527,14 @@ class OrderIn(_In):
             raise ValueError("price: required for a limit order")
         if self.order_type == "market" and self.price is not None:
             raise ValueError("price: must be omitted for a market order")
+        if self.time_in_force is None:
+            self.time_in_force = "ioc" if self.order_type == "market" else "gtc"
+        elif self.order_type == "market" and self.time_in_force == "gtc":
+            raise ValueError("time_in_force: a market order must be ioc or fok")
+        if self.post_only and self.order_type == "market":
+            raise ValueError("post_only: a market order cannot be post-only")
+        if self.post_only and self.time_in_force != "gtc":
+            raise ValueError("time_in_force: a post-only order must be gtc")
         return self
 
 

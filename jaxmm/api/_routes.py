@@ -668,6 +668,21 @@ def _to_lots(inst: Any, qty: float) -> int:
         raise ApiError(422, "quantity", "lot_grid", str(exc)) from None
 
 
+_REJECT_FIELD = {  # the book's admission rule (jaxmm.book.RejectRule) -> the request field
+    "qty": "quantity",
+    "lot": "quantity",
+    "size": "quantity",
+    "fok": "quantity",
+    "price": "price",
+    "tick": "price",
+    "symbol": "symbol",
+    "expiry": "symbol",
+    "side": "side",
+    "type": "order_type",
+    "post_only": "post_only",
+}
+
+
 @router.post(
     "/orders",
     response_model=OrderOut,
@@ -697,7 +712,7 @@ async def submit_order(_: TRADE, ctx: CTX, body: OrderIn) -> OrderOut:
     mo = await orders.submit(connector, req, cid)
     if mo.state.value == "rejected":
         rule, _sep, msg = (mo.reason or "rejected: ").partition(": ")
-        name = {"qty": "quantity", "price": "price", "symbol": "symbol"}.get(rule)
+        name = _REJECT_FIELD.get(rule)
         raise ApiError(422, name, rule or "rejected", msg or "the book rejected the order")
     return _order_out(ctx, mo)
 
