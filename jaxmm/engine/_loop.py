@@ -2100,14 +2100,14 @@ class OptionsMarketMaker:
         return out
 
     def _marks(self, st: _Underlying) -> dict[str, float]:
+        """Mark prices: the underlying's last price, each option's finite model theo."""
         marks = {}
         if st.price is not None:
             marks[st.symbol] = st.price
-        if st.out is not None:
-            th = st.out[:, _OUT["theo"]]
-            for i, s in enumerate(st.symbols):
-                if math.isfinite(th[i]):
-                    marks[s] = max(float(th[i]), 0.0)
+        if st.out is not None:  # one conversion of the column, not one numpy scalar per option
+            for s, th in zip(st.symbols, st.out[:, _OUT["theo"]].tolist(), strict=True):
+                if math.isfinite(th):
+                    marks[s] = max(th, 0.0)
         return marks
 
     def positions(self) -> list[dict]:
