@@ -250,6 +250,7 @@ def test_order_filled_carries_theo():
         fills = [e for e in bus.history() if e.type == "order_filled" and e.instrument == sym]
         assert fills and all(e.theo == theo for e in fills)
         assert all(e.price > e.theo for e in fills)  # we sold above theo
+        assert all(e.side == "sell" and e.edge == e.price - e.theo > 0 for e in fills)
         await mm.stop()
 
     asyncio.run(main())

@@ -273,16 +273,19 @@ class GreeksRiskManager:
         self.checker.on_fill(fill)
         inst = self._inst[fill.instrument]
         if fill.price > 0:  # the event schema has price > 0; a zero-price fill is not broadcast
+            price = float(fill.price)
+            t = None if theo is None or not math.isfinite(theo) else float(theo)
             self._publish(
                 OrderFilled(
                     instrument=fill.instrument,
                     order_id=order_id or "-",
                     trade_id=trade_id or "-",
                     side="buy" if fill.side is Side.BUY else "sell",
-                    price=float(fill.price),
+                    price=price,
                     quantity=float(fill.qty),
                     fee=float(fill.fee),
-                    theo=None if theo is None or not math.isfinite(theo) else float(theo),
+                    theo=t,
+                    edge=None if t is None else (t - price) * int(fill.side),
                 )
             )
         self._publish_greeks((inst.underlying,))

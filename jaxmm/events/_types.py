@@ -76,7 +76,12 @@ class QuoteUpdated(EventBase):
 
 
 class OrderFilled(EventBase):
-    """One fill of one of our orders."""
+    """One fill of one of our orders.
+
+    ``theo``: the model value at the fill (price units); ``edge``: the signed edge versus it per
+    unit, positive in our favour (``theo - price`` for a buy, ``price - theo`` for a sell), as
+    the store's fill log records it; both None when no finite theo was known.
+    """
 
     type: Literal["order_filled"] = "order_filled"
     order_id: str = Field(max_length=64)
@@ -86,6 +91,7 @@ class OrderFilled(EventBase):
     quantity: float = Field(gt=0)
     fee: float = 0.0
     theo: float | None = None
+    edge: float | None = None
 
 
 class GreeksUpdated(EventBase):
