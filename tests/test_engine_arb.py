@@ -180,6 +180,11 @@ def test_signals_are_published_as_events():
         "BTC",
     )
     assert s.edge == pytest.approx(0.2) and s.seq == 1
+    # the legs as a desk would trade them: sell the near call at its bid, buy the far at its ask
+    assert (s.prices, s.strikes, s.expiries) == ([5.0, 4.8], [100.0, 100.0], [0.1, 0.5])
+    assert s.ratios[0] < 0 < s.ratios[1] and s.max_structures is None  # no sizes shown
+    with pytest.raises(ValueError, match="prices: 1 values for 2 legs"):
+        type(s).model_validate({**s.model_dump(), "prices": [1.0]})
 
 
 def test_bad_quotes_raise():

@@ -170,6 +170,11 @@ class ArbOpportunity:
             kind=self.kind,
             legs=[leg.symbol for leg in self.legs],
             edge=self.edge,
+            ratios=[leg.ratio for leg in self.legs],
+            prices=[leg.price for leg in self.legs],
+            strikes=list(self.strikes),
+            expiries=list(self.expiries),
+            max_structures=None if math.isinf(self.max_structures) else self.max_structures,
             instrument=underlying,
         )
 

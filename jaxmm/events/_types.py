@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 __all__ = [
     "EventBase",
@@ -142,12 +142,31 @@ class ConfigChanged(EventBase):
 
 
 class ArbitrageSignal(EventBase):
-    """A tradable term-structure or butterfly arbitrage after spread and fees."""
+    """A tradable term-structure or butterfly arbitrage after spread and fees.
+
+    ``legs[i]`` is traded ``ratios[i]`` units per structure (> 0 buy at the ask, < 0 sell at the
+    bid) at ``prices[i]``; ``strikes`` and ``expiries`` (years) are the legs' own;
+    ``max_structures`` is what the displayed sizes allow (None: sizes unknown). The per-leg
+    lists are empty on signals built without them and otherwise as long as ``legs``.
+    """
 
     type: Literal["arbitrage_signal"] = "arbitrage_signal"
     kind: Literal["calendar", "butterfly"]
     legs: list[str] = Field(min_length=2, max_length=8)
-    edge: float = Field(description="expected profit per unit after costs")
+    edge: float = Field(description="expected profit per structure after costs")
+    ratios: list[float] = Field(default_factory=list, max_length=8)
+    prices: list[float] = Field(default_factory=list, max_length=8)
+    strikes: list[float] = Field(default_factory=list, max_length=8)
+    expiries: list[float] = Field(default_factory=list, max_length=8)
+    max_structures: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _per_leg(self) -> ArbitrageSignal:
+        for name in ("ratios", "prices", "strikes", "expiries"):
+            n = len(getattr(self, name))
+            if n and n != len(self.legs):
+                raise ValueError(f"{name}: {n} values for {len(self.legs)} legs")
+        return self
 
 
 Event = Annotated[
