@@ -321,3 +321,36 @@ def test_a_gap_in_a_relayed_stream_cuts_live_connections_off():
             assert frames == [{"type": "lagged", "last_seq": 2}]
 
     asyncio.run(main())
+
+
+def test_a_failing_direct_write_falls_back_to_the_asgi_path_without_losing_events(monkeypatch):
+    """If writing to a live connection's transport raises, the connection leaves the direct
+    path for the ASGI path, re-subscribed from its cursor: the event whose write failed and
+    every later one still arrive, once each, in order; the publisher never sees the error."""
+
+    async def main():
+        bus = EventBroadcaster(history_size=100)
+        app = _app(bus)
+        async with _serve(app) as url, connect(url) as ws:
+            await _op(ws, op="subscribe")
+            bus.publish(_price(0, "BTC"))
+            assert [json.loads(t)["seq"] for t in await _events(ws, 1)] == [1]
+            fan = app.state.ws_fanout
+            assert len(fan.live) == 1
+            original, calls = _ws._DirectWriter.write_open, []
+
+            def boom_once(self, wire):
+                calls.append(wire)
+                if len(calls) == 1:
+                    raise OSError("injected transport failure")
+                return original(self, wire)
+
+            monkeypatch.setattr(_ws._DirectWriter, "write_open", boom_once)
+            for i in (1, 2, 3):
+                bus.publish(_price(i, "BTC"))  # seq 2 fails in the direct path
+            assert [json.loads(t)["seq"] for t in await _events(ws, 3)] == [2, 3, 4]
+            assert not fan.live and not fan.queued and len(calls) == 1
+            bus.publish(_price(4, "BTC"))
+            assert [json.loads(t)["seq"] for t in await _events(ws, 1)] == [5]
+
+    asyncio.run(main())

@@ -613,6 +613,8 @@ class _Connection:
 
     async def sender(self) -> None:
         while True:
+            if self.lagged:  # cut off (also when leaving the direct path found no history)
+                return
             if self.direct is not None:
                 if not self.lagged and not self.hold:
                     self.flush()
