@@ -189,9 +189,10 @@ class GreeksRiskManager:
         ``GreeksUpdated`` for every underlying named in ``spot`` and steps the breaker.
         """
         self.checker.update_market(spot, unit_greeks)
-        for iid, g in unit_greeks.items():
-            m = self._inst[iid].multiplier
-            self._unit[iid] = tuple(float(x) * m for x in g)
+        inst, unit = self._inst, self._unit
+        for iid, (d, ga, v, th) in unit_greeks.items():  # validated by the checker above
+            m = inst[iid].multiplier
+            unit[iid] = (float(d) * m, float(ga) * m, float(v) * m, float(th) * m)
         self._marked = True
         self._publish_greeks(spot)
         self.breaker.update(now, self.checker.utilisation())

@@ -159,6 +159,12 @@ class LimitChecker:
                 raise ValueError(f"instruments: duplicate id {inst.id!r}")
             self._inst[inst.id] = inst
         self._qty: dict[str, int] = dict.fromkeys(self._inst, 0)
+        # underlyings (delta = multiplier per unit) are re-marked with every update_market
+        self._underlying_unit = {
+            iid: (inst.multiplier, 0.0, 0.0, 0.0)
+            for iid, inst in self._inst.items()
+            if not inst.is_option
+        }
         self._spot: dict[str, float] = {}
         self._unit: dict[str, tuple[float, float, float, float]] = {}
         self._meta_cache: dict[str, tuple] = {}
@@ -201,6 +207,32 @@ class LimitChecker:
         self._greeks = {u: [math.fsum(t) for t in terms] for u, terms in greeks.items()}
         self._notional = math.fsum(notional)
 
+    def _recompute_market(self) -> None:
+        """Rebuild the market-dependent aggregates (Greeks, gross notional) exactly from the
+        open positions; the strike and expiry counts depend on positions only and are kept
+        up to date by :meth:`on_fill`."""
+        greeks: dict[str, list[list[float]]] = {}
+        notional: list[float] = []
+        unit, spot, inst_of = self._unit, self._spot, self._inst
+        for iid, q in self._qty.items():
+            if q == 0:
+                continue
+            inst = inst_of[iid]
+            g = unit.get(iid)
+            if g is not None:
+                terms = greeks.get(inst.underlying)
+                if terms is None:
+                    terms = greeks[inst.underlying] = [[], [], [], []]
+                terms[0].append(q * g[0])
+                terms[1].append(q * g[1])
+                terms[2].append(q * g[2])
+                terms[3].append(q * g[3])
+            s = spot.get(inst.underlying)
+            if s is not None:
+                notional.append(abs(q) * inst.multiplier * s)
+        self._greeks = {u: [math.fsum(t) for t in terms] for u, terms in greeks.items()}
+        self._notional = math.fsum(notional)
+
     def update_market(
         self,
         spot: Mapping[str, float],
@@ -220,17 +252,23 @@ class LimitChecker:
                 raise ValueError(f"spot[{u!r}]: must be finite and > 0, got {s!r}")
             new_spot[u] = s
         new_unit = dict(self._unit)
+        isfinite = math.isfinite
         for iid, g in unit_greeks.items():
             inst = self._instrument(iid)
-            vals = tuple(float(x) for x in g)
-            if len(vals) != 4 or not all(math.isfinite(x) for x in vals):
+            try:
+                d, ga, v, th = g
+                d, ga, v, th = float(d), float(ga), float(v), float(th)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"unit_greeks[{iid!r}]: need 4 finite numbers, got {g!r}"
+                ) from None
+            if not (isfinite(d) and isfinite(ga) and isfinite(v) and isfinite(th)):
                 raise ValueError(f"unit_greeks[{iid!r}]: need 4 finite numbers, got {g!r}")
-            new_unit[iid] = tuple(x * inst.multiplier for x in vals)
-        for iid, inst in self._inst.items():
-            if not inst.is_option:
-                new_unit[iid] = (inst.multiplier, 0.0, 0.0, 0.0)
+            m = inst.multiplier
+            new_unit[iid] = (d * m, ga * m, v * m, th * m)
+        new_unit.update(self._underlying_unit)
         self._spot, self._unit = new_spot, new_unit
-        self._recompute()
+        self._recompute_market()
 
     def update_market_from_model(
         self,
