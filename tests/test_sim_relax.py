@@ -90,6 +90,19 @@ def test_relaxed_fill_gradient_is_finite_at_the_extremes(prob, partial):
             assert np.isfinite(float(g)), (delta, u)
 
 
+@pytest.mark.parametrize("prob,partial", [("exact", False), ("linear", False), ("exact", True)])
+def test_expected_fill_gradient_is_finite_where_the_intensity_underflows(prob, partial):
+    """The expectation relaxation (``relaxed=True``) far from the mid: the Poisson intensity
+    underflows to 0 and ``d/dmu P(n, mu)`` is NaN there; the gradient must be finite (0), and
+    the value exactly what it was (0 fill)."""
+    fl = PoissonFills(A, K, prob=prob, partial=partial)
+    for delta in (-40.0, 0.0, 3.0, 800.0):
+        f = lambda d: fl.fill_quantity(d, jnp.ones(()), jnp.asarray(0.5), DT, 0, True)
+        g = jax.grad(f)(jnp.asarray(delta))
+        assert np.isfinite(float(g)), (prob, partial, delta)
+    assert float(fl.fill_quantity(jnp.asarray(800.0), jnp.ones(()), 0.5, DT, 0, True)) == 0.0
+
+
 def test_path_converges_to_the_exact_simulator_as_tau_to_zero():
     st = AvellanedaStoikov(0.1, K, 2.0, 0.5)
     mk, fl = ArithmeticBrownian(100.0, 2.0), PoissonFills(A, K)

@@ -244,6 +244,10 @@ class PoissonFills(eqx.Module):
             hit = _soft_indicator(lt, tail, u, tau, relaxed)
             return jnp.reshape(jnp.sum(w * hit, axis=-1), shape)
         if relaxed:
+            # double where: d/dmu P(n, mu) is NaN at mu = 0 (an intensity that underflowed far
+            # from the mid); P(n, 0) = 0 exactly, so the value is unchanged and the gradient 0
+            pos = (mu > 0)[:, None]
+            tail = jnp.where(pos, gammainc(n[None, :], jnp.where(pos, mu[:, None], 1.0)), 0.0)
             return jnp.reshape(jnp.sum(w * tail, axis=-1), shape)
         hit = jnp.asarray(u).astype(dtp) < tail
         return jnp.reshape(jnp.sum(jnp.where(hit, w, 0.0), axis=-1).astype(dtp), shape)
