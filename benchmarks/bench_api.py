@@ -20,11 +20,13 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
   in ``--ws-rates`` (default 20, 200 and 1000 events/s: an idle stream, a moderate one of 20k
   frames/s to 100 subscribers, and one near the live engine's own ~1,000 events/s, 100k
   frames/s); the headline keys of api.json are the ``--ws-reference-rate`` (200/s) numbers,
-  every rate is kept under ``ws_by_rate``. Two latencies per delivered frame, both from
-  ``local_ts_ns`` on the same host clock: **delivery**, to the kernel's receive time of the
-  frame in the subscriber's socket (``SO_TIMESTAMPNS``; the bar's figure: the server's part of
-  the path, as a remote subscriber would see it arrive), and **read**, to when the load
-  process's read returned (adds that one process working through all 100 sockets). Only events
+  every rate is kept under ``ws_by_rate``. Three figures per event, from its ``local_ts_ns``
+  on the same host clock: **publish**, how long the server's ``publish`` took (it returns
+  after the last subscriber's frame was written: the server's whole part; a bench-only route
+  serves these); **delivery**, to the kernel's receive time of each frame in its subscriber's
+  socket (``SO_TIMESTAMPNS``: as a remote subscriber would see it arrive; the bar's figure);
+  and **read**, to when the load process's read returned (adds that one process working
+  through all 100 sockets). Only events
   published after the load process started reading count (earlier ones waited in the sockets
   while the other subscribers connected). ``--ws-client raw`` (default): a lean client of this
   file (RFC 6455 upgrade with the accept key checked, one ``epoll`` loop with
@@ -34,6 +36,10 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
   client (~20 us per frame of its own; read times only). Each scenario also records the CPU
   time the server process and the load process spent (``/proc/<pid>/stat``, ``os.times``): the
   marginal cost per subscriber per event, ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``.
+- ``--live``: the server is instead the market maker trading on the simulated market
+  (``jaxmm._live.run_live``, the wiring of ``jaxmm serve``: feed, surfaces, simulated traders,
+  hedges), so every figure includes the engine's own work on the same loop and cores; writes
+  results/api_live.json and .md.
 - **WebSocket fan-out over workers** (``--fanout-workers 2``, needs a Redis server at
   ``--redis-url``): the engine process appends every event to a Redis stream
   (:class:`jaxmm.api._fanout.RedisStreamPublisher`); ``N`` uvicorn worker processes serve
