@@ -2,7 +2,10 @@
 
 Validation happens on construction, so a bad record never reaches a transaction: a message
 names the field and the bound. Prices, fees and PnL are ``Decimal`` (floats are converted
-through their shortest repr, the value the caller typed); quantities are integer lots.
+through their shortest repr, the value the caller typed); quantities are integers in the
+instrument's own unit — contracts for an option, units for the underlying — the unit of
+:class:`jaxmm.portfolio.Fill` and of :meth:`jaxmm.store.Store.rebuild_positions` (the engine
+multiplies a book's lots by the lot size before it writes).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def _symbol(name: str, value: Any, limit: int = SYMBOL_MAX) -> None:
 
 def _lots(name: str, value: Any, *, positive: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: must be an integer number of lots, got {value!r}")
+        raise ValueError(f"{name}: must be an integer (contracts or units), got {value!r}")
     if positive and value <= 0:
         raise ValueError(f"{name}: must be > 0, got {value}")
 
