@@ -115,17 +115,7 @@ class RelayBroadcaster(EventBroadcaster):
                 self._drop(sub)
                 sub._wakeup.set()
         self._seq = seq
-        self._history.append(event)
-        for sub in tuple(self._subs):
-            if sub.matches(event):
-                sub._offer(event)
-        for cb, types in tuple(self._callbacks):
-            if types is None or event.type in types:  # type: ignore[attr-defined]
-                try:
-                    cb(event)
-                except Exception:
-                    log.exception("event callback %r failed and was removed", cb)
-                    self.remove_callback(cb)
+        self._deliver(event)
         return True
 
     def publish(self, event: EventBase) -> EventBase:

@@ -210,18 +210,23 @@ class EventBroadcaster:
             raise ValueError(f"event: already published with seq {event.seq}")
         self._seq += 1
         stamped = event.model_copy(update={"seq": self._seq})
-        self._history.append(stamped)
+        self._deliver(stamped)
+        return stamped
+
+    def _deliver(self, event: EventBase) -> None:
+        """Record a stamped event and hand it to every matching subscriber and callback (a
+        callback that raises is logged and removed)."""
+        self._history.append(event)
         for sub in tuple(self._subs):
-            if sub.matches(stamped):
-                sub._offer(stamped)
+            if sub.matches(event):
+                sub._offer(event)
         for cb, types in tuple(self._callbacks):
-            if types is None or stamped.type in types:  # type: ignore[attr-defined]
+            if types is None or event.type in types:  # type: ignore[attr-defined]
                 try:
-                    cb(stamped)
+                    cb(event)
                 except Exception:
                     log.exception("event callback %r failed and was removed", cb)
                     self.remove_callback(cb)
-        return stamped
 
     def subscribe(
         self,
