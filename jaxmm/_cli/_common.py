@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._files import read_table
 
 __all__ = [
     "CliError",
@@ -128,23 +128,7 @@ def parse_bool_column(path: str | Path, name: str, cells: Sequence[str]) -> np.n
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a ``.json`` or ``.toml`` file into a dict; :class:`CliError` names what is wrong."""
-    path = Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read ({exc.strerror})") from None
-    if path.suffix == ".toml":
-        try:
-            data = tomllib.loads(raw.decode())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise CliError(f"{path}: not valid TOML ({exc})") from None
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise CliError(f"{path}: not valid JSON ({exc})") from None
-    else:
-        raise CliError(f"{path}: the config file must end in .json or .toml, got {path.suffix!r}")
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: must hold a table/object at the top level")
-    return data
+        return read_table(path)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None

@@ -25,14 +25,14 @@ variable                        field                                  format
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from .._files import read_table
 
 __all__ = ["ApiSettings", "MIN_SECRET_LENGTH"]
 
@@ -141,24 +141,13 @@ class ApiSettings(BaseModel):
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"settings file: cannot read {path} ({exc.strerror})") from exc
+        data = read_table(path)
+    except ValueError as exc:
+        raise ValueError(f"settings file: {exc}") from exc
     if path.suffix == ".toml":
-        try:
-            data = tomllib.loads(raw.decode())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"settings file: {path} is not valid TOML ({exc})") from exc
         data = data.get("api", data)  # a [api] table, or top-level keys
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"settings file: {path} is not valid JSON ({exc})") from exc
-    else:
-        raise ValueError(f"settings file: suffix must be .toml or .json, got {path.suffix!r}")
-    if not isinstance(data, dict):
-        raise ValueError(f"settings file: {path} must hold a table/object of settings")
+        if not isinstance(data, dict):
+            raise ValueError(f"settings file: {path}: [api] must be a table of settings")
     return data
 
 
