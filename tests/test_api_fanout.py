@@ -18,6 +18,8 @@ import sys
 import uuid
 
 import pytest
+from _wsserver import recv_events as _recv_events
+from _wsserver import subscribe as _subscribe
 from websockets.asyncio.client import connect
 
 from jaxmm.api import mint_token
@@ -139,28 +141,6 @@ async def _connect(port, token):
                 return await connect(url)
             except OSError:
                 await asyncio.sleep(0.1)
-
-
-async def _recv(ws):
-    async with asyncio.timeout(GUARD_S):
-        return json.loads(await ws.recv())
-
-
-async def _recv_events(ws, n):
-    out = []
-    while len(out) < n:
-        frame = await _recv(ws)
-        if "seq" in frame:
-            out.append(frame)
-    return out
-
-
-async def _subscribe(ws, **msg):
-    await ws.send(json.dumps({"op": "subscribe", **msg}))
-    while True:
-        frame = await _recv(ws)
-        if frame.get("type") != "heartbeat":
-            return frame
 
 
 def test_two_worker_processes_serve_the_same_events_in_the_same_order(stream_key):

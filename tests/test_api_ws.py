@@ -8,22 +8,24 @@ sequence numbers the test produced, never output of the code under test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
+from _wsserver import GUARD_S
+from _wsserver import recv_events as _recv_events
+from _wsserver import recv_json as _recv
+from _wsserver import serve as _serve
+from _wsserver import subscribe as _subscribe
 from fastapi import FastAPI, HTTPException
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from jaxmm.api._ws import CLOSE_LAGGED, WS_PATH, router
+from jaxmm.api._ws import CLOSE_LAGGED, router
 from jaxmm.events import AlertTriggered, EventBroadcaster, PriceUpdated
 
 TOKENS = {"reader": {"read"}, "trader-only": {"trade"}}
-GUARD_S = 30.0  # deadlock guard only; nothing here asserts on time
 
 
 def _verify(token, scope):
@@ -42,50 +44,6 @@ def _app(bus, **settings):
     app.state.settings = SimpleNamespace(auth_disabled=False, **settings)
     app.state.auth_verify = _verify
     return app
-
-
-@contextlib.asynccontextmanager
-async def _serve(app, *, sndbuf=None):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if sndbuf is not None:  # accepted sockets inherit it (Linux): makes back-pressure quick
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"ws://127.0.0.1:{port}{WS_PATH}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-async def _recv(ws):
-    async with asyncio.timeout(GUARD_S):
-        return json.loads(await ws.recv())
-
-
-async def _recv_events(ws, n):
-    """The next n event frames (heartbeats skipped)."""
-    out = []
-    while len(out) < n:
-        frame = await _recv(ws)
-        if "seq" in frame:
-            out.append(frame)
-    return out
-
-
-async def _subscribe(ws, **msg):
-    await ws.send(json.dumps({"op": "subscribe", **msg}))
-    while True:
-        frame = await _recv(ws)
-        if frame.get("type") != "heartbeat":
-            return frame
 
 
 def _price(i, underlying="BTC"):

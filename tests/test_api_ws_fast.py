@@ -18,17 +18,16 @@ import socket
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
+from _wsserver import GUARD_S, serve
+from _wsserver import recv_text as _recv
 from fastapi import FastAPI
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from jaxmm.api import _ws
-from jaxmm.api._ws import CLOSE_LAGGED, WS_PATH, event_frame, event_wire, router
+from jaxmm.api._ws import CLOSE_LAGGED, event_frame, event_wire, router
 from jaxmm.events import AlertTriggered, EventBroadcaster, PriceUpdated
-
-GUARD_S = 30.0  # deadlock guard only
 
 
 def _app(bus, **settings):
@@ -39,28 +38,8 @@ def _app(bus, **settings):
     return app
 
 
-@contextlib.asynccontextmanager
-async def _serve(app, *, sndbuf=None):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if sndbuf is not None:  # accepted sockets inherit it (Linux): back-pressure comes quickly
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", ws_ping_interval=None,
-        ws_per_message_deflate=False,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"ws://127.0.0.1:{port}{WS_PATH}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+def _serve(app, **kw):
+    return serve(app, ws_per_message_deflate=False, **kw)
 
 
 @pytest.fixture
@@ -79,11 +58,6 @@ def writes(monkeypatch):
 
     monkeypatch.setattr(_ws._DirectWriter, "write", spy)
     return log
-
-
-async def _recv(ws):
-    async with asyncio.timeout(GUARD_S):
-        return await ws.recv()
 
 
 async def _events(ws, n):
