@@ -541,6 +541,8 @@ class FeedServer:
             self._tasks.append(asyncio.ensure_future(self._heartbeat()))
 
     async def _handle(self, conn: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         client = _Client(conn, ready=not self.require_subscribe)
         self._clients.append(client)
         self.connections += 1
@@ -557,8 +559,8 @@ class FeedServer:
                         client.subs = frozenset(subs)
                         client.ready = True
                         self._changed.set()
-        except Exception:  # a client going away is not the server's problem
-            pass
+        except (ConnectionClosed, OSError):  # a client going away is not the server's problem
+            pass  # anything else is a bug: websockets logs the handler's exception
         finally:
             self._clients.remove(client)
             self._changed.set()
