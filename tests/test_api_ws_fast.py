@@ -311,7 +311,7 @@ def test_a_failing_direct_write_falls_back_to_the_asgi_path_without_losing_event
             assert [json.loads(t)["seq"] for t in await _events(ws, 1)] == [1]
             fan = app.state.ws_fanout
             assert len(fan.live) == 1
-            original, calls = _ws._DirectWriter.write_open, []
+            original, calls = _ws._DirectWriter.write, []
 
             def boom_once(self, wire):
                 calls.append(wire)
@@ -319,7 +319,7 @@ def test_a_failing_direct_write_falls_back_to_the_asgi_path_without_losing_event
                     raise OSError("injected transport failure")
                 return original(self, wire)
 
-            monkeypatch.setattr(_ws._DirectWriter, "write_open", boom_once)
+            monkeypatch.setattr(_ws._DirectWriter, "write", boom_once)
             for i in (1, 2, 3):
                 bus.publish(_price(i, "BTC"))  # seq 2 fails in the direct path
             assert [json.loads(t)["seq"] for t in await _events(ws, 3)] == [2, 3, 4]

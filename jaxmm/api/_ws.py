@@ -287,19 +287,6 @@ class _DirectWriter:
             or self.transport.is_closing()
         )
 
-    def write_open(self, wire: bytes) -> bool:
-        """:meth:`write` if the stream is open (:meth:`usable`); False (nothing written) if it
-        is closing or ``limit`` frames are still pending."""
-        proto = self.proto
-        if (
-            proto.close_sent
-            or proto.disconnected
-            or proto.conn.state is not self.state_open
-            or self.transport.is_closing()
-        ):
-            return False
-        return self.write(wire)
-
     def write(self, wire: bytes) -> bool:
         """Write one frame; False (nothing written) when ``limit`` frames are still pending."""
         ends = self.ends
@@ -391,12 +378,13 @@ class _Fanout:
                 continue
             if not wire:
                 wire = event_wire(event)
+            direct = conn.direct
             try:
-                if not conn.direct.write_open(wire):  # type: ignore[union-attr]
-                    if conn.direct.usable():  # type: ignore[union-attr]
-                        conn._cut_off()  # write-buffer bound reached: too slow
-                    else:  # closing: the receiver ends the stream
-                        self.remove(conn)
+                if not direct.usable():  # type: ignore[union-attr]
+                    self.remove(conn)  # closing: the receiver ends the stream
+                    continue
+                if not direct.write(wire):  # type: ignore[union-attr]
+                    conn._cut_off()  # write-buffer bound reached: too slow
                     continue
             except Exception:  # never into the publisher: fall back to the ASGI path
                 log.exception("websocket direct write failed; falling back to the ASGI path")
