@@ -185,8 +185,6 @@ class LimitChecker:
         """Rebuild every aggregate from positions (exact summation with ``math.fsum``)."""
         strike: dict[tuple, int] = {}
         expiry: dict[tuple, int] = {}
-        greeks: dict[str, list[list[float]]] = {}
-        notional: list[float] = []
         for iid, q in self._qty.items():
             inst = self._inst[iid]
             if inst.is_option:
@@ -194,18 +192,9 @@ class LimitChecker:
                 ke = (inst.underlying, inst.expiry)
                 strike[ks] = strike.get(ks, 0) + abs(q)
                 expiry[ke] = expiry.get(ke, 0) + abs(q)
-            if q == 0:
-                continue
-            if iid in self._unit:
-                terms = greeks.setdefault(inst.underlying, [[], [], [], []])
-                for j, g in enumerate(self._unit[iid]):
-                    terms[j].append(q * g)
-            if inst.underlying in self._spot:
-                notional.append(abs(q) * inst.multiplier * self._spot[inst.underlying])
         self._strike = strike
         self._expiry = expiry
-        self._greeks = {u: [math.fsum(t) for t in terms] for u, terms in greeks.items()}
-        self._notional = math.fsum(notional)
+        self._recompute_market()
 
     def _recompute_market(self) -> None:
         """Rebuild the market-dependent aggregates (Greeks, gross notional) exactly from the
