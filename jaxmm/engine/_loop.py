@@ -1060,7 +1060,7 @@ class OptionsMarketMaker:
         lim = self.config.limits.get("total")
         if not lim:
             return qty
-        unit = st.grm._unit.get(sym)
+        unit = st.grm.checker.unit_greeks(sym)
         if unit is None:
             return 0
         tot = self._total_greeks()
@@ -1197,7 +1197,6 @@ class OptionsMarketMaker:
         rl = chk.limits
         state = grm.breaker.state
         units = [chk._unit.get(s) for s in syms]
-        gunits = [grm._unit.get(s) for s in syms]  # what _total_allowed reads
         if (
             chk._notional_limit is not None
             or rl.max_per_strike is not None
@@ -1206,7 +1205,6 @@ class OptionsMarketMaker:
             or not grm._marked
             or state is BreakerState.TRIPPED
             or any(u is None for u in units)
-            or any(u is None for u in gunits)
             or any(st.instruments[s].lot_size != st.lot for s in syms)
         ):
             return [
@@ -1258,7 +1256,6 @@ class OptionsMarketMaker:
         if lim:
             tot = self._total_greeks()
             f = self._common_factors(st)
-            UG = np.array(gunits, np.float64)
             nt = allowed.copy()
             with np.errstate(divide="ignore", invalid="ignore"):
                 for j, k_ in enumerate(_GREEKS):
@@ -1267,7 +1264,7 @@ class OptionsMarketMaker:
                     L = lim[k_] * (1.0 - 1e-9)
                     a = tot[j]
                     c = max(L, abs(a))
-                    b = side * (UG[:, j] * f[j])
+                    b = side * (U[:, j] * f[j])
                     cap = np.where(b > 0, (c - a) / b, (c + a) / -b)
                     nt = np.where(b != 0, np.minimum(nt, np.maximum(cap, 0.0)), nt)
             tot_ok = np.floor(nt / lot + 1e-12) * lot
@@ -1907,7 +1904,7 @@ class OptionsMarketMaker:
             if grm._marked:
                 units = {
                     i: tuple(x / st.instruments[i].multiplier for x in u)
-                    for i, u in grm._unit.items()
+                    for i, u in grm.checker._unit.items()
                     if st.instruments[i].is_option
                 }
                 checker.update_market({st.symbol: st.price or cfg.spot}, units)

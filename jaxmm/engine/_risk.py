@@ -138,10 +138,6 @@ class GreeksRiskManager:
         self.events = events
         self.breaker.listeners.append(self._on_breaker)
         self._marked = False
-        # position Greeks per contract (delta, gamma, vega, theta) x multiplier, last re-mark
-        self._unit: dict[str, tuple[float, ...]] = {
-            i.id: (i.multiplier, 0.0, 0.0, 0.0) for i in insts if not i.is_option
-        }
 
     # --- events -----------------------------------------------------------------------------
     def _publish(self, event: Any) -> None:
@@ -189,10 +185,6 @@ class GreeksRiskManager:
         ``GreeksUpdated`` for every underlying named in ``spot`` and steps the breaker.
         """
         self.checker.update_market(spot, unit_greeks)
-        inst, unit = self._inst, self._unit
-        for iid, (d, ga, v, th) in unit_greeks.items():  # validated by the checker above
-            m = inst[iid].multiplier
-            unit[iid] = (float(d) * m, float(ga) * m, float(v) * m, float(th) * m)
         self._marked = True
         self._publish_greeks(spot)
         self.breaker.update(now, self.checker.utilisation())
@@ -225,7 +217,7 @@ class GreeksRiskManager:
         inst = self._inst[order.instrument]
         u = inst.underlying
         agg = self.checker.greeks(u)
-        unit = self._unit.get(order.instrument)
+        unit = self.checker.unit_greeks(order.instrument)
         if unit is None:
             return False
         n = order.signed_qty

@@ -331,6 +331,12 @@ class LimitChecker:
         self._instrument(iid)
         return self._qty[iid]
 
+    def unit_greeks(self, iid: str) -> tuple[float, float, float, float] | None:
+        """Greeks of one contract of ``iid`` (delta, gamma, vega, theta) x multiplier as of
+        the last :meth:`update_market`; None before it has marked ``iid``."""
+        self._instrument(iid)
+        return self._unit.get(iid)
+
     def greeks(self, underlying: str) -> dict[str, float]:
         """Current aggregated Greeks of one underlying (raw units)."""
         agg = self._greeks.get(underlying, [0.0, 0.0, 0.0, 0.0])
