@@ -155,18 +155,23 @@ def create_app(engine: Any, *, store: Any = None, settings: ApiSettings) -> Fast
     app.state.events = getattr(engine, "events", None)  # the WebSocket stream's source
     app.state.auth_verify = verifier(settings)
 
-    app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(ValidationError, _on_pydantic)
-    app.add_exception_handler(StarletteHTTPException, _on_http)
-    app.add_exception_handler(Exception, _on_internal)
-
     app.include_router(router)
     ws_router = _ws_router()
     if ws_router is not None:
         app.include_router(ws_router)
     _mount_console(app)
+    _shell(app, settings)
+    return app
 
+
+def _shell(app: FastAPI, settings: ApiSettings, *, warn: bool = True) -> None:
+    """What every app serving this API has around its routes: the error shape (one handler
+    per exception kind), CORS, and in local mode the header and (``warn``) the warning."""
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(ValidationError, _on_pydantic)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_internal)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
@@ -176,8 +181,8 @@ def create_app(engine: Any, *, store: Any = None, settings: ApiSettings) -> Fast
     )
     if settings.auth_disabled:
         app.add_middleware(_LocalModeHeader)
-        log.warning(_LOCAL_MODE_WARNING)
-    return app
+        if warn:
+            log.warning(_LOCAL_MODE_WARNING)
 
 
 def _mount_console(app: FastAPI) -> None:

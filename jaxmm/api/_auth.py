@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -166,6 +167,7 @@ VERIFIED_CACHE_SIZE = 4096
 signature check; each is still refused from the moment it expires."""
 
 _verified: dict[tuple[str, str, str], tuple[Principal, float]] = {}
+_verified_lock = threading.Lock()
 
 
 def _verified_principal(token: str, secret: str, issuer: str) -> Principal:
@@ -177,12 +179,13 @@ def _verified_principal(token: str, secret: str, issuer: str) -> Principal:
     if hit is not None:
         if now < hit[1]:
             return hit[0]
-        del _verified[key]
+        _verified.pop(key, None)
         raise jwt.ExpiredSignatureError("Signature has expired")
     principal, exp = _decode(token, secret, issuer, now)
-    if len(_verified) >= VERIFIED_CACHE_SIZE:
-        del _verified[next(iter(_verified))]  # the oldest entry
-    _verified[key] = (principal, exp)
+    with _verified_lock:  # the API may serve from two threads (jaxmm.api._threaded)
+        if len(_verified) >= VERIFIED_CACHE_SIZE:
+            del _verified[next(iter(_verified))]  # the oldest entry
+        _verified[key] = (principal, exp)
     return principal
 
 
@@ -223,10 +226,15 @@ class TokenBucketLimiter:
         self._clock = clock
         self._max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last time)
+        self._lock = threading.Lock()
 
     def acquire(self, key: str) -> float:
         """Take one token for ``key``: 0.0 if allowed, else the seconds to wait (> 0) and
         nothing is taken."""
+        with self._lock:  # one bucket update at a time, from any thread
+            return self._acquire(key)
+
+    def _acquire(self, key: str) -> float:
         now = self._clock()
         tokens, last = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
