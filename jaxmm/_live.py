@@ -48,6 +48,7 @@ import logging
 import math
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,8 @@ __all__ = ["LiveSession", "bind_socket", "run_live", "SECONDS_PER_YEAR"]
 
 SECONDS_PER_YEAR = 365 * 86_400  # ACT/365F
 TOKEN_TTL_MAX_S = 86_400.0
+API_SWITCH_INTERVAL_S = 0.0002
+"""The thread switch interval while the API thread runs (s; CPython's default is 0.005)."""
 _SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -111,6 +114,8 @@ class LiveSession:
             (``traders.flow``: underlying -> :class:`jaxmm.feeds.TakerFlow`).
         app, server, store, settings: the FastAPI app and uvicorn server (None without
             ``settings``), the caller's store, the API settings.
+        api: the :class:`jaxmm.api._threaded.ApiThread` serving ``app`` (``api_thread``;
+            else None).
         host, port, port_moved: where the server listens (``port_moved``: the asked port was
             taken and a free one is used).
         base_url, url, token: ``http://host:port/``, the console URL (``?token=`` when
@@ -138,6 +143,7 @@ class LiveSession:
         self.feed: Any = None
         self.traders: Any = None
         self.app: Any = None
+        self.api: Any = None
         self.server: Any = None
         self.store: Any = None
         self.settings: Any = None
@@ -192,6 +198,7 @@ def _check(
     surface_every: int,
     taker_intensity: float,
     sample_every: float,
+    switch_interval_s: float | None = None,
 ) -> None:
     from .engine import MarketMakerConfig
 
@@ -213,6 +220,12 @@ def _check(
         raise ValueError(f"taker_intensity: must be finite and >= 0, got {taker_intensity!r}")
     if not (math.isfinite(sample_every) and sample_every > 0):
         raise ValueError(f"sample_every: must be finite and > 0, got {sample_every!r}")
+    if switch_interval_s is not None and not (
+        isinstance(switch_interval_s, int | float) and 0 < switch_interval_s < math.inf
+    ):
+        raise ValueError(
+            f"switch_interval_s: must be None or finite and > 0 (s), got {switch_interval_s!r}"
+        )
 
 
 def _server(app: Any) -> Any:
@@ -271,6 +284,8 @@ async def run_live(
     taker_intensity: float = 0.2,
     token_subject: str = "console",
     session: LiveSession | None = None,
+    api_thread: bool = True,
+    switch_interval_s: float | None = API_SWITCH_INTERVAL_S,
 ) -> LiveSession:
     """Run the market maker live on the simulated market (module docstring) until
     ``seconds`` pass, :meth:`LiveSession.stop`, or SIGINT/SIGTERM; stop everything; return the
@@ -295,6 +310,13 @@ async def run_live(
             arrivals per second per side per option book at zero distance from fair (>= 0).
         token_subject: the subject of the minted token.
         session: a :class:`LiveSession` to fill in (default: a new one).
+        api_thread: serve the API from its own thread and event loop
+            (:class:`jaxmm.api._threaded.ApiThread`: views and the stream answered there, the
+            rest run on the engine's loop), so an engine step never delays them; False: the
+            server shares the engine's loop.
+        switch_interval_s: with ``api_thread``, the interpreter's thread switch interval
+            (``sys.setswitchinterval``, s, finite > 0) while the server runs, restored after:
+            the longest the API thread waits for the engine thread's Python; None leaves it.
 
     Raises ``ValueError`` naming the argument for a bad value (before anything starts).
 
@@ -310,7 +332,7 @@ async def run_live(
     """
     _check(
         config, seconds, seed, port, steps_per_second, surface_every, taker_intensity,
-        sample_every,
+        sample_every, switch_interval_s,
     )  # fmt: skip
     from .engine import OptionsMarketMaker, SimulatedTraders, simulated_market
     from .feeds import SimulatedFeed, TakerFlow
@@ -343,7 +365,8 @@ async def run_live(
             loop.add_signal_handler(sig, on_sig, name)
             installed.append(sig)
 
-    sock = server = server_task = None
+    sock = server = server_task = api = None
+    old_switch = sys.getswitchinterval()
     tasks: list[asyncio.Task] = []
     follow_stop = asyncio.Event()
     t_start = time.monotonic()
@@ -377,17 +400,28 @@ async def run_live(
             from .api import create_app
 
             s.app = create_app(mm, store=store, settings=settings)
-            s.server = server = _server(s.app)
+            if not api_thread:
+                s.server = server = _server(s.app)
 
         # --- engine, then server
         await mm.start()
-        if server is not None:
+        if s.app is not None and api_thread:
+            from .api._threaded import ApiThread
+
+            s.api = api = ApiThread(s.app, sock, _server)
+            if switch_interval_s is not None:
+                sys.setswitchinterval(switch_interval_s)
+            await api.start()
+            s.server = api.server
+            server_task = asyncio.create_task(api.wait())
+        elif server is not None:
             server_task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.02)
             if server_task.done():
                 server_task.result()  # raises why the server did not start
                 raise RuntimeError(f"server: did not start on {host}:{s.port}")
+        if s.server is not None:
             h = f"[{host}]" if ":" in host else host
             s.base_url = f"http://{h}:{s.port}/"
             if not settings.auth_disabled:
@@ -453,7 +487,14 @@ async def run_live(
             if mm is not None:
                 await mm.stop()
         finally:
-            if server is not None:
+            if api is not None:
+                try:
+                    await api.stop()
+                finally:
+                    sys.setswitchinterval(old_switch)
+                if server_task is not None:
+                    await _settle(server_task)
+            elif server is not None:
                 server.should_exit = True
                 if server_task is not None:
                     await _settle(server_task)

@@ -1,0 +1,262 @@
+"""The API served from its own thread (``jaxmm.api._threaded``), over real TCP.
+
+What is checked: the views answered on the API thread are the engine's own rows (compared with
+``engine.quotes()`` / ``positions()`` read on the engine's loop, and with the single-loop app
+serving the same engine); a change made through the API is in the views before its response
+arrives (read-your-writes); a snapshot is always a whole engine step; errors, authentication and
+the per-subject rate limit are the same on both threads; the WebSocket stream carries the
+engine's own sequence numbers and replays from them; stopping leaves nothing registered on the
+engine. The GET/POST split is observed through the front's count of requests handed to the
+engine's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+import pytest
+import websockets
+from _wsserver import recv_events, subscribe
+
+from jaxmm._live import _server, bind_socket, run_live
+from jaxmm.api import ApiSettings, create_app, mint_token
+from jaxmm.api._threaded import ApiThread, ViewSnapshots
+from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker, UnderlyingConfig
+from jaxmm.feeds import SurfaceUpdate
+
+SECRET = "threaded-secret-" + "0123456789abcdef" * 2
+T30 = 30 / 365
+STRIKES = [95.0, 100.0, 105.0]
+CLOCK_NS = 1_767_225_600_000_000_000
+CONFIG = MarketMakerConfig(
+    underlyings=[
+        UnderlyingConfig(symbol="XYZ", spot=100.0, strikes=STRIKES, expiries=[T30, 2 * T30],
+                         hedge_band=50.0, tick=0.01),
+    ],
+    limits={"XYZ": {"delta": 500.0, "gamma": 50.0, "vega": 5000.0, "theta": 50000.0}},
+)  # fmt: skip
+
+
+async def feed(engine, spot: float) -> None:
+    await engine.on_price("XYZ", spot, CLOCK_NS)
+    await engine.on_surface(
+        SurfaceUpdate("XYZ", [T30, 2 * T30], STRIKES, [[0.2] * 3] * 2, spot, CLOCK_NS, CLOCK_NS)
+    )
+
+
+class Served:
+    def __init__(self, engine, api: ApiThread, port: int, token: str, main) -> None:
+        self.engine, self.api, self.port, self.token, self.main = engine, api, port, token, main
+        self.client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.single = httpx.AsyncClient(  # the same engine through the single-loop app
+            transport=httpx.ASGITransport(app=main),
+            base_url="http://test/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+async def served(**settings):
+    engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
+    await engine.start()
+    await feed(engine, 100.0)
+    kw = {"jwt_secret": SECRET, "rate_limit_per_s": 1e6, "rate_limit_burst": 10**6, **settings}
+    main = create_app(engine, settings=ApiSettings(**kw))
+    sock, _ = bind_socket("127.0.0.1", 0)
+    api = ApiThread(main, sock, _server)
+    await api.start()
+    token = mint_token("tester", ["read", "trade", "admin"], 600, SECRET)
+    return Served(engine, api, sock.getsockname()[1], token, main), sock
+
+
+async def close(s: Served, sock) -> None:
+    await s.client.aclose()
+    await s.single.aclose()
+    await s.api.stop()
+    sock.close()
+    await s.engine.stop()
+
+
+def run(coro) -> None:
+    asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
+    async def main():
+        s, sock = await served()
+        try:
+            e = s.engine
+            r = await s.client.get("/mm/quotes")
+            assert r.status_code == 200
+            assert r.json() == e.quotes() and len(r.json()) == 12
+            assert r.content == (await s.single.get("/mm/quotes")).content  # byte for byte
+            for q in ("?underlying=XYZ", f"?expiry={2 * T30!r}", f"?underlying=XYZ&expiry={T30!r}"):
+                got = (await s.client.get("/mm/quotes" + q)).json()
+                assert got == (await s.single.get("/mm/quotes" + q)).json() and got, q
+            assert (await s.client.get("/mm/positions")).json() == e.positions() == []
+            assert s.api.front.bridged == 0  # all of that answered on the API thread
+            before = {q["symbol"]: q["theo"] for q in e.quotes()}
+
+            # a change through the API (run on the engine's loop) is in the views at once
+            r = await s.client.post("/mm/price", json={"underlying": "XYZ", "price": 103.0})
+            assert r.status_code == 200, r.text
+            assert s.api.front.bridged == 1
+            got = (await s.client.get("/mm/quotes")).json()
+            assert got == e.quotes()
+            assert all(q["theo"] != before[q["symbol"]] for q in got)
+
+            sym = e.quotes()[0]["symbol"]
+            r = await s.client.post(
+                "/orders",
+                json={"symbol": sym, "side": "buy", "quantity": 2, "order_type": "market"},
+            )
+            assert r.status_code == 201 and r.json()["filled"] == 2.0, r.text
+            pos = (await s.client.get("/mm/positions")).json()
+            assert pos == e.positions() and [p["symbol"] for p in pos] == [sym]
+            assert pos[0]["quantity"] == -2.0  # the market maker sold to us
+            # the other routes are the main app's, on the engine's loop
+            g = await s.client.get("/mm/greeks")
+            assert g.status_code == 200 and g.json() == (await s.single.get("/mm/greeks")).json()
+            assert s.api.front.bridged == 3
+        finally:
+            await close(s, sock)
+
+    run(main())
+
+
+def test_errors_auth_and_rate_limit_are_the_same_on_both_threads():
+    async def main():
+        s, sock = await served(rate_limit_per_s=0.001, rate_limit_burst=3)
+        try:
+            for path in ("/mm/quotes", "/mm/greeks"):  # answered here / on the engine's loop
+                r = await s.client.get(path, headers={"Authorization": ""})
+                assert r.status_code == 401 and r.json()["error"]["field"] == "authorization"
+            r = await s.client.get("/mm/quotes?underlying=NOPE")
+            single = await s.single.get("/mm/quotes?underlying=NOPE")
+            assert r.status_code == 404 and r.json() == single.json()
+            assert r.json()["error"]["field"] == "underlying"
+            assert (await s.client.get("/mm/greeks")).status_code == 200
+            # the three tokens of the bucket are spent (two requests here, one through the
+            # single-loop app, which shares the limiter): the next is refused on either thread
+            for path in ("/mm/quotes", "/mm/positions"):
+                r = await s.client.get(path)
+                assert r.status_code == 429 and r.json()["error"]["rule"] == "rate_limited", path
+            r = await s.client.get("/mm/greeks")
+            assert r.status_code == 429
+        finally:
+            await close(s, sock)
+
+    run(main())
+
+
+def test_validation_errors_name_the_field():
+    async def main():
+        s, sock = await served()
+        try:
+            r = await s.client.get("/mm/quotes?expiry=-1")
+            assert r.status_code == 422 and r.json()["error"]["field"] == "expiry"
+            assert r.json() == (await s.single.get("/mm/quotes?expiry=-1")).json()
+        finally:
+            await close(s, sock)
+
+    run(main())
+
+
+def test_stream_carries_the_engines_sequence_numbers_and_replays():
+    async def main():
+        s, sock = await served()
+        try:
+            url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
+            async with websockets.connect(url) as ws:
+                ack = await subscribe(ws, types=["price_updated"])
+                assert ack["type"] == "subscribed"
+                for px in (101.0, 102.0):
+                    r = await s.client.post("/mm/price", json={"underlying": "XYZ", "price": px})
+                    assert r.status_code == 200
+                got = await recv_events(ws, 2)
+            hist = [ev for ev in s.engine.events.history() if ev.type == "price_updated"][
+                -2:
+            ]  # the engine's own events, stamped on its loop
+            assert [f["seq"] for f in got] == [ev.seq for ev in hist]
+            assert [f["event"]["price"] for f in got] == [101.0, 102.0]
+            async with websockets.connect(url) as ws:  # reconnect: replay from last seen + 1
+                await subscribe(ws, types=["price_updated"], from_seq=got[0]["seq"] + 1)
+                again = await recv_events(ws, 1)
+            assert again[0]["seq"] == got[1]["seq"] and again[0]["event"] == got[1]["event"]
+        finally:
+            await close(s, sock)
+
+    run(main())
+
+
+def test_a_snapshot_is_a_whole_engine_step():
+    async def main():
+        engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
+        await engine.start()
+        await feed(engine, 100.0)
+        views = ViewSnapshots(engine)
+        views.start()
+        try:
+            first = views.current
+            assert list(first.quotes) == engine.quotes()
+            await engine.on_price("XYZ", 104.0, CLOCK_NS)  # one step, no suspension inside
+            assert views.current is first  # not refreshed in the middle of the loop's step
+            await asyncio.sleep(0)
+            assert views.current is not first and list(views.current.quotes) == engine.quotes()
+            snap = views.current
+            views.refresh()
+            assert views.current is snap  # nothing changed: the same snapshot
+        finally:
+            views.stop()
+            await engine.stop()
+
+    run(main())
+
+
+def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed():
+    async def main():
+        s, sock = await served()
+        own = list(s.engine.events._callbacks)
+        await s.client.get("/mm/quotes")
+        await close(s, sock)
+        assert s.engine.events._callbacks == [
+            c for c in own if c[0] not in (s.api.views._on_event, s.api._relay._on_event)
+        ]
+        assert len(s.engine.events._callbacks) == len(own) - 2
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient() as c:
+                await c.get(f"http://127.0.0.1:{s.port}/api/v1/health")
+
+    run(main())
+
+
+@pytest.mark.parametrize("api_thread", [True, False])
+def test_run_live_serves_either_way_and_restores_the_switch_interval(api_thread):
+    before = sys.getswitchinterval()
+    seen = {}
+
+    def on_ready(session):
+        async def probe():
+            async with httpx.AsyncClient(base_url=session.base_url) as c:
+                seen["health"] = (await c.get("api/v1/health")).json()
+                seen["quotes"] = (await c.get("api/v1/mm/quotes")).status_code
+                seen["switch"] = sys.getswitchinterval()
+            session.stop()
+
+        session.loop.create_task(probe())
+
+    cfg = MarketMakerConfig(underlyings=[CONFIG.underlyings[0]])
+    s = asyncio.run(
+        run_live(cfg, seconds=60.0, settings=ApiSettings(auth_disabled=True), port=0,
+                 on_ready=on_ready, api_thread=api_thread, switch_interval_s=0.0002)
+    )  # fmt: skip
+    assert seen["health"]["status"] == "ok" and seen["quotes"] == 200
+    assert (s.api is not None) == api_thread
+    assert seen["switch"] == pytest.approx(0.0002 if api_thread else before)
+    assert sys.getswitchinterval() == before and s.stop_reason == "stop()"
+    with pytest.raises(ValueError, match="switch_interval_s"):
+        asyncio.run(run_live(cfg, seconds=1.0, switch_interval_s=0.0))
