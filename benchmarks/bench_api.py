@@ -146,6 +146,23 @@ def _add_markers(app, ws_rate: float) -> asyncio.Task:
     return asyncio.create_task(ticker())
 
 
+def _switch_interval(args) -> float | None:
+    if not args.live or args.single_loop:
+        return None
+    from jaxmm._live import API_SWITCH_INTERVAL_S
+
+    return args.switch_interval if args.switch_interval is not None else API_SWITCH_INTERVAL_S
+
+
+def _live_kwargs() -> dict:
+    """``run_live`` options from the environment (set by ``main`` from the command line)."""
+    mode = os.environ.get("JAXMM_BENCH_API_THREAD", "1")
+    out: dict = {"api_thread": mode == "1"}
+    if os.environ.get("JAXMM_BENCH_SWITCH_S"):
+        out["switch_interval_s"] = float(os.environ["JAXMM_BENCH_SWITCH_S"])
+    return out
+
+
 async def _serve_live(port: int, ws_rate: float) -> None:
     """``--live``: the market maker trading on the simulated market (``jaxmm._live.run_live``,
     the wiring of ``jaxmm serve`` and ``make demo``: feed, surface updates, simulated traders,
@@ -164,6 +181,7 @@ async def _serve_live(port: int, ws_rate: float) -> None:
         settings=settings,
         port=port,
         on_ready=lambda session: tasks.append(_add_markers(session.app, ws_rate)),
+        **_live_kwargs(),
     )
     for t in tasks:
         t.cancel()
@@ -800,6 +818,19 @@ def main() -> None:
         "instead of an idle started engine; writes results/api_live.json and .md",
     )
     p.add_argument("--_serve", type=int, help=argparse.SUPPRESS)  # internal: server process
+    p.add_argument(
+        "--single-loop",
+        action="store_true",
+        help="with --live: the API on the engine's event loop (run_live(api_thread=False)) "
+        "instead of its own thread; writes results/api_live_single.json and .md",
+    )
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="with --live: the thread switch interval while the API thread runs (s; default "
+        "run_live's)",
+    )
     p.add_argument("--_serve-live", type=int, help=argparse.SUPPRESS)  # internal: live server
     p.add_argument("--_load", nargs=4, help=argparse.SUPPRESS)  # internal: port token out pid
     p.add_argument("--_wsload", nargs=4, help=argparse.SUPPRESS)  # internal: port token n out
@@ -829,6 +860,8 @@ def main() -> None:
     from jaxmm.api import mint_token
 
     rates = [float(x) for x in args.ws_rates.split(",")] if args.ws_rates else [args.ws_rate]
+    if (args.single_loop or args.switch_interval is not None) and not args.live:
+        raise SystemExit("--single-loop and --switch-interval need --live")
     if args.live and args.fanout_workers:
         raise SystemExit("--fanout-workers is not available with --live")
     secret = secrets.token_urlsafe(48)
@@ -892,6 +925,8 @@ def main() -> None:
         "ws_impl": args.ws_impl,
         "ws_client": args.ws_client,
         "live_engine": args.live,
+        "api_thread": bool(args.live and not args.single_loop),
+        "switch_interval_s": _switch_interval(args),
         "ws_server_us_per_subscriber_event": marginal["server"],
         "ws_client_us_per_subscriber_event": marginal["client"],
         "ws_fanout": None if fanout is None else fanout["median"],
@@ -911,7 +946,7 @@ def main() -> None:
     if args.no_write:
         return
     RESULTS.mkdir(exist_ok=True)
-    name = "api_live" if args.live else "api"
+    name = ("api_live_single" if args.single_loop else "api_live") if args.live else "api"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / f"{name}.md").write_text(_markdown(args, result, by_rate, fanout) + "\n")
 
@@ -926,7 +961,13 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
         f"{result['machine']}; server = uvicorn + FastAPI (`create_app`) over "
         + (
             "the market maker TRADING on the simulated market (`--live`: `jaxmm serve`'s wiring, "
-            "feed at 10 steps/s, surface updates, simulated traders, hedges)"
+            "feed at 10 steps/s, surface updates, simulated traders, hedges; "
+            + (
+                "the API on the engine's event loop, `--single-loop`)"
+                if args.single_loop
+                else "the API on its own thread and event loop, views from snapshots, "
+                f"thread switch interval {_switch_interval(args) * 1e3:g} ms)"
+            )
             if args.live
             else "a started, idle `OptionsMarketMaker` (24 positions opened through `POST /orders`)"
         )
@@ -1010,6 +1051,9 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
         me.append("--deflate")
     if args.live:  # run_live binds host:port itself: hand it the port of a closed socket
         sock.close()
+        env = dict(env, JAXMM_BENCH_API_THREAD="0" if args.single_loop else "1")
+        if args.switch_interval is not None:
+            env["JAXMM_BENCH_SWITCH_S"] = repr(args.switch_interval)
         server = subprocess.Popen(me + ["--_serve-live", str(port)], env=env)
     else:
         server = subprocess.Popen(me + ["--_serve", str(sock.fileno())],
