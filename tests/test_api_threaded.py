@@ -13,6 +13,8 @@ engine's loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import sys
 
 import httpx
@@ -223,10 +225,8 @@ def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed():
         own = list(s.engine.events._callbacks)
         await s.client.get("/mm/quotes")
         await close(s, sock)
-        assert s.engine.events._callbacks == [
-            c for c in own if c[0] not in (s.api.views._on_event, s.api._relay._on_event)
-        ]
-        assert len(s.engine.events._callbacks) == len(own) - 2
+        assert s.engine.events._callbacks == [c for c in own if c[0] != s.api.views._on_event]
+        assert len(s.engine.events._callbacks) == len(own) - 1
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as c:
                 await c.get(f"http://127.0.0.1:{s.port}/api/v1/health")
@@ -260,3 +260,113 @@ def test_run_live_serves_either_way_and_restores_the_switch_interval(api_thread)
     assert sys.getswitchinterval() == before and s.stop_reason == "stop()"
     with pytest.raises(ValueError, match="switch_interval_s"):
         asyncio.run(run_live(cfg, seconds=1.0, switch_interval_s=0.0))
+
+
+def test_a_stream_handshake_goes_to_the_engines_loop_the_rest_to_the_api_thread():
+    async def main():
+        s, sock = await served()
+        try:
+            url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
+            async with websockets.connect(url) as ws:
+                await subscribe(ws, types=["price_updated"])
+                await s.client.post("/mm/price", json={"underlying": "XYZ", "price": 101.0})
+                (frame,) = await recv_events(ws, 1)
+            prices = [e for e in s.engine.events.history() if e.type == "price_updated"]
+            assert frame["seq"] == prices[-1].seq and frame["event"]["price"] == 101.0
+            assert s.api.routed == {"api": 1, "stream": 1}  # the httpx client's one connection
+        finally:
+            await close(s, sock)
+
+    run(main())
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """One masked client text frame (RFC 6455 5.2; payload < 126 bytes)."""
+    mask = b"\x01\x02\x03\x04"
+    return (
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+def test_a_stream_opened_on_an_http_connection_is_served_through_the_bridge():
+    """A client that upgrades a keep-alive connection that began with a REST request (the API
+    thread has it) still gets the stream, run on the engine's loop frame by frame."""
+
+    async def main():
+        s, sock = await served()
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", s.port)
+            w.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            length = int(
+                next(
+                    h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")
+                ).split(b":")[1]
+            )
+            assert b" 200 " in head.split(b"\r\n")[0] and (await r.readexactly(length))
+            w.write(
+                f"GET /api/v1/mm/ws?token={s.token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            head = await r.readuntil(b"\r\n\r\n")
+            assert b" 101 " in head.split(b"\r\n")[0], head
+            w.write(
+                _ws_frame(json.dumps({"op": "subscribe", "types": ["config_changed"]}).encode())
+            )
+            while True:
+                b0, b1 = await r.readexactly(2)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = int.from_bytes(await r.readexactly(2), "big")
+                frame = json.loads(await r.readexactly(n))
+                if frame.get("type") != "heartbeat":
+                    break
+            assert b0 == 0x81 and frame["type"] == "subscribed"
+            assert s.api.routed == {"api": 1, "stream": 0}
+            assert s.api.front.bridged == 2  # /health, then the WebSocket: on the engine's loop
+            w.close()
+            await w.wait_closed()
+        finally:
+            await close(s, sock)
+
+    run(main())
+
+
+def test_first_bytes_waits_for_the_path_and_gives_up_on_silence():
+    from jaxmm.api._threaded import _first_bytes, _goes_to_engine
+
+    async def main():
+        listener, _ = bind_socket("127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        try:
+            port = listener.getsockname()[1]
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            conn, _ = await loop.sock_accept(listener)
+            w.write(b"GET /api/v1")  # the path arrives in two segments
+            await w.drain()
+            task = asyncio.create_task(_first_bytes(conn, 5.0))
+            await asyncio.sleep(0.02)
+            assert not task.done()
+            w.write(b"/mm/ws?token=x HTTP/1.1\r\n")
+            first = await task
+            assert _goes_to_engine(first)
+            assert conn.recv(100) == b"GET /api/v1/mm/ws?token=x HTTP/1.1\r\n"  # left in place
+            _, w2 = await asyncio.open_connection("127.0.0.1", port)
+            conn2, _ = await loop.sock_accept(listener)
+            assert await _first_bytes(conn2, 0.05) == b""  # said nothing in time
+            for c, ww in ((conn, w), (conn2, w2)):
+                c.close()
+                ww.close()
+                with contextlib.suppress(OSError):
+                    await ww.wait_closed()
+        finally:
+            listener.close()
+
+    run(main())
+    assert not _goes_to_engine(b"GET /api/v1/mm/wsx HTTP/1.1")
+    assert not _goes_to_engine(b"POST /api/v1/mm/ws HTTP/1.1")
+    assert not _goes_to_engine(b"GET /api/v1/mm/quotes HTTP/1.1")
+    assert _goes_to_engine(b"GET /api/v1/mm/ws HTTP/1.1")

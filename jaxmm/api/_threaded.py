@@ -1,4 +1,4 @@
-"""Serve the API from its own thread, so an engine tick never delays a read or an event.
+"""Serve the API from its own thread, so an engine step does not hold up every request.
 
 In one event loop, every request waits for whatever the engine is doing: a requote of a
 126-option chain holds the loop for ~2-3 ms of Python, the simulated traders' step ~1.5 ms, a
@@ -11,11 +11,11 @@ surface update ~2.5 ms (measured, 2 cores), and a request that lands behind them
   event (one refresh per loop iteration, however many events) and every ``interval_s`` as a
   safety net. A snapshot is always a whole step: never half a requote. The routes are the main
   app's own (same validation, auth, errors, bodies), over a read-only engine facade.
-- **The event stream** (``/api/v1/mm/ws``) is served on the API thread from a
-  :class:`~jaxmm.api.RelayBroadcaster` fed, in order, by the engine's broadcaster (a callback
-  queues each stamped event; one thread-safe wake-up per burst relays them): frames carry the
-  engine's sequence numbers, replay and ``from_seq`` work as in one loop (the relay keeps its
-  own history, seeded with the engine's at start).
+  Only events that can change the views (:data:`VIEW_EVENTS`) trigger a refresh.
+- **The event stream** (``/api/v1/mm/ws``) stays on the engine's loop: the API thread reads a
+  new connection's first bytes (without taking them) and hands a stream handshake to a second
+  uvicorn server there, so each event's frame is still written to every subscriber inside the
+  engine's ``publish``, with no hop between threads (docs/events.md).
 - **Everything else** (orders, controls, configuration, the other views, ``/docs``, the
   console page) is handed to the main app (:func:`jaxmm.api.create_app`) **on the engine's
   loop**, as one loop would run it: the engine is only ever touched from its own thread. A
@@ -30,15 +30,14 @@ thread waits at most that long for the engine thread's Python; numbers in docs/a
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import logging
 import math
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from ._fanout import RelayBroadcaster
 
 __all__ = ["ApiThread", "ViewSnapshots", "VIEW_PATHS", "make_front_app"]
 
@@ -46,6 +45,20 @@ log = logging.getLogger(__name__)
 
 VIEW_PATHS = frozenset({"/api/v1/mm/quotes", "/api/v1/mm/positions"})
 """The GET routes the API thread answers from a :class:`ViewSnapshots` snapshot."""
+
+VIEW_EVENTS = frozenset(
+    {
+        "price_updated",
+        "quote_updated",
+        "order_filled",
+        "greeks_updated",
+        "hedge_sent",
+        "circuit_breaker",
+        "config_changed",
+    }
+)
+"""The engine events after which the views may have changed (alerts and arbitrage signals do
+not change them); anything else is caught by the periodic refresh."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,9 @@ class ViewSnapshots:
         interval_s: the safety-net refresh period (s, finite > 0) for changes that publish no
             event.
 
-    :meth:`start` (on the engine's loop) takes the first snapshot, follows the engine's events
-    (each burst schedules one :meth:`refresh` after the current step) and starts the timer;
+    :meth:`start` (on the engine's loop) takes the first snapshot, follows the engine's
+    :data:`VIEW_EVENTS` (each burst schedules one :meth:`refresh` after the current step) and
+    starts the timer;
     :meth:`stop` undoes it. :meth:`refresh` may be called at any time on the engine's loop.
 
     Example:
@@ -131,7 +145,7 @@ class ViewSnapshots:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.refresh()
-        self.engine.events.add_callback(self._on_event)
+        self.engine.events.add_callback(self._on_event, VIEW_EVENTS)
         self._timer = self._loop.create_task(self._tick(), name="jaxmm-view-snapshots")
 
     def stop(self) -> None:
@@ -181,47 +195,11 @@ class _SnapshotEngine:
         return [dict(p) for p in self._snap().positions]
 
 
-class _EventRelay:
-    """The engine's events into the API thread's :class:`RelayBroadcaster`, in order: the
-    engine-side callback queues each event and wakes the API loop once per burst."""
-
-    def __init__(self, engine: Any, bus: RelayBroadcaster) -> None:
-        self.engine = engine
-        self.bus = bus
-        self._queue: collections.deque = collections.deque()
-        self._scheduled = False
-        self._api_loop: asyncio.AbstractEventLoop | None = None
-
-    def _drain(self) -> None:  # API loop
-        self._scheduled = False  # before draining: an event queued after this is re-scheduled
-        q, relay = self._queue, self.bus.relay
-        while q:
-            relay(q.popleft())
-
-    def _on_event(self, event: Any) -> None:  # engine loop
-        self._queue.append(event)
-        if not self._scheduled and self._api_loop is not None:
-            self._scheduled = True
-            self._api_loop.call_soon_threadsafe(self._drain)
-
-    def start(self, api_loop: asyncio.AbstractEventLoop) -> None:
-        """On the engine's loop: the engine's history so far, then every new event."""
-        self._api_loop = api_loop
-        self._queue.extend(self.engine.events.history())
-        self.engine.events.add_callback(self._on_event)
-        self._scheduled = True
-        api_loop.call_soon_threadsafe(self._drain)
-
-    def stop(self) -> None:
-        self.engine.events.remove_callback(self._on_event)
-        self._api_loop = None
-
-
 @dataclass
 class _Front:
     """The API thread's ASGI app: views and the stream here, the rest on the engine's loop."""
 
-    local: Any  # FastAPI app: view routes (snapshot) + WebSocket (relay)
+    local: Any  # FastAPI app: the view routes over the snapshot
     main: Any  # the create_app app, run on the engine's loop
     engine_loop: asyncio.AbstractEventLoop
     views: ViewSnapshots
@@ -234,19 +212,19 @@ class _Front:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         kind = scope["type"]
-        if kind == "websocket" or (
-            kind == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in VIEW_PATHS
-        ):
+        if kind == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in VIEW_PATHS:
             await self.local(scope, receive, send)
-        elif kind == "http":
+        elif kind in ("http", "websocket"):
             await self._bridge(scope, receive, send)
         # lifespan: uvicorn runs with lifespan="off"
 
     async def _bridge(self, scope: dict, receive: Any, send: Any) -> None:
         """Run the main app for this request on the engine's loop; its ``receive`` and
-        ``send`` come back to this (the API) loop, where the connection lives."""
+        ``send`` come back to this (the API) loop, where the connection lives. (A WebSocket
+        opened on a connection that began as HTTP lands here too: served the same way, frame
+        by frame, without the direct write path.)"""
         api_loop = asyncio.get_running_loop()
-        changes = scope["method"] not in ("GET", "HEAD", "OPTIONS")
+        changes = scope.get("method", "GET") not in ("GET", "HEAD", "OPTIONS")
         views = self.views
 
         async def on_api(coro: Any) -> Any:
@@ -271,98 +249,199 @@ class _Front:
             raise
 
 
-def make_front_app(main: Any, views: ViewSnapshots, engine_loop: Any) -> tuple[Any, Any]:
+def make_front_app(main: Any, views: ViewSnapshots, engine_loop: Any) -> _Front:
     """The API thread's app over ``main`` (a :func:`jaxmm.api.create_app` app on
-    ``engine_loop``): returns ``(front, relay_bus)``. The view routes and the WebSocket
-    route are ``main``'s own, with the same settings, rate limiter and token check."""
+    ``engine_loop``): the view routes are ``main``'s own, over the snapshot, with the same
+    settings, rate limiter and token check; everything else is ``main`` on ``engine_loop``."""
     from fastapi import FastAPI
 
     from ._app import _shell
     from ._routes import ApiContext, router
-    from ._ws import router as ws_router
 
     state = main.state
     local = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     for route in router.routes:
         if getattr(route, "path", None) in VIEW_PATHS and "GET" in getattr(route, "methods", ()):
             local.router.routes.append(route)
-    local.include_router(ws_router)
-    bus = RelayBroadcaster()
     local.state.settings = state.settings
     local.state.limiter = state.limiter  # one rate limit per subject across both threads
     local.state.auth_verify = state.auth_verify
     local.state.ctx = ApiContext(engine=_SnapshotEngine(state.engine, views))
-    local.state.events = bus
     _shell(local, state.settings, warn=False)
-    return _Front(local, main, engine_loop, views), bus
+    return _Front(local, main, engine_loop, views)
+
+
+WS_PATH = b"/api/v1/mm/ws"
+_PEEK_BYTES = 64
+
+
+async def _first_bytes(conn: socket.socket, timeout_s: float) -> bytes:
+    """The first bytes the client sent on ``conn``, left in the socket (``MSG_PEEK``): enough
+    to read the request line's path; ``b""`` if the client closed or said nothing in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        ready = loop.create_future()
+        loop.add_reader(conn.fileno(), lambda f=ready: f.done() or f.set_result(None))
+        try:
+            async with asyncio.timeout_at(deadline):
+                await ready
+        except TimeoutError:
+            return b""
+        finally:
+            loop.remove_reader(conn.fileno())
+        try:
+            data = conn.recv(_PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            return b""
+        # a request line split across segments: wait for more unless it already decides
+        if not data or len(data) >= len(WS_PATH) + 4 or b" " in data[4:]:
+            return data
+        await asyncio.sleep(0.001)
+
+
+def _goes_to_engine(first: bytes) -> bool:
+    """A WebSocket handshake for the event stream (``GET /api/v1/mm/ws...``)."""
+    if not first.startswith(b"GET "):
+        return False
+    path = first[4:].split(b" ", 1)[0]
+    return path == WS_PATH or path.startswith(WS_PATH + b"?")
+
+
+def _protocol_factory(server: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
+    """What uvicorn's ``Server.startup`` hands to ``create_server``, for connections this
+    module accepts itself (the server runs with no listening socket of its own)."""
+    config = server.config
+
+    def make() -> Any:
+        return config.http_protocol_class(
+            config=config,
+            server_state=server.server_state,
+            app_state=server.lifespan.state,
+            _loop=loop,
+        )
+
+    return make
 
 
 class ApiThread:
-    """uvicorn serving ``main`` (a :func:`jaxmm.api.create_app` app) from its own thread and
-    event loop, on the listening socket ``sock`` (module docstring).
+    """uvicorn serving ``main`` (a :func:`jaxmm.api.create_app` app) on the listening socket
+    ``sock`` from a thread and event loop of its own, except the event stream (module
+    docstring).
 
-    Call :meth:`start` and :meth:`stop` from the engine's loop (the one ``main`` and the
-    engine run on). ``server_factory(app)`` makes the uvicorn server (``jaxmm._live``'s, which
-    leaves signals to the caller).
+    The API thread accepts every connection and reads (without taking them) its first bytes: a
+    WebSocket handshake for ``/api/v1/mm/ws`` is handed to a second uvicorn server running
+    ``main`` on the engine's loop, where each event's frame is written straight to the
+    subscribers inside ``publish`` (docs/events.md); every other connection is served on the
+    API thread by the front app (:func:`make_front_app`). Call :meth:`start` and :meth:`stop`
+    from the engine's loop. ``server_factory(app)`` makes each uvicorn server
+    (``jaxmm._live``'s, which leaves signals to the caller).
     """
 
     def __init__(
         self,
         main: Any,
-        sock: Any,
+        sock: socket.socket,
         server_factory: Callable[[Any], Any],
         *,
         snapshot_interval_s: float = 0.25,
+        first_bytes_timeout_s: float = 10.0,
     ) -> None:
         self.main = main
         self.sock = sock
         self.engine = main.state.engine
         self.views = ViewSnapshots(self.engine, interval_s=snapshot_interval_s)
+        self.first_bytes_timeout_s = first_bytes_timeout_s
         self._server_factory = server_factory
-        self.server: Any = None
+        self.server: Any = None  # the API thread's
+        self.stream_server: Any = None  # the engine loop's (the event stream)
         self.front: _Front | None = None
-        self.bus: RelayBroadcaster | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._relay: _EventRelay | None = None
+        self.routed = {"api": 0, "stream": 0}
+        self._engine_loop: asyncio.AbstractEventLoop | None = None
+        self._stream_task: asyncio.Task | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
-    def _main(self, engine_loop: asyncio.AbstractEventLoop) -> None:
+    # ------------------------------------------------------------------ API thread
+    def _main(self) -> None:
         async def serve() -> None:
             self.loop = asyncio.get_running_loop()
-            # the relay first (on the engine's loop: its history and every later event, with
-            # nothing published in between), so the first client already sees the history
-            self._relay = _EventRelay(self.engine, self.bus)
-            await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._start_relay(self.loop), engine_loop)
-            )
-            task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+            task = asyncio.create_task(self.server.serve(sockets=[]))
             while not self.server.started and not task.done():
                 await asyncio.sleep(0.01)
+            accept = asyncio.create_task(self._accept())
             self._ready.set()
-            await task
+            try:
+                await task
+            finally:
+                accept.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await accept
 
         try:
             asyncio.run(serve())
-        except BaseException as exc:  # reported by start() / stop()
+        except BaseException as exc:  # reported by start() / wait() / stop()
             self._error = exc
         finally:
             self._ready.set()
 
-    async def _start_relay(self, api_loop: asyncio.AbstractEventLoop) -> None:
-        self._relay.start(api_loop)  # type: ignore[union-attr]
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task] = set()
+        try:
+            while True:
+                conn, _ = await loop.sock_accept(self.sock)
+                t = loop.create_task(self._route(conn))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
+        finally:
+            for t in pending:
+                t.cancel()
 
+    async def _route(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            first = await _first_bytes(conn, self.first_bytes_timeout_s)
+            if not first:
+                conn.close()
+                return
+            if _goes_to_engine(first):
+                self.routed["stream"] += 1
+                engine_loop = self._engine_loop
+                factory = _protocol_factory(self.stream_server, engine_loop)
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(
+                        engine_loop.connect_accepted_socket(factory, conn), engine_loop
+                    )
+                )
+            else:
+                self.routed["api"] += 1
+                await loop.connect_accepted_socket(_protocol_factory(self.server, loop), conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    # ------------------------------------------------------------------ engine's loop
     async def start(self, timeout_s: float = 30.0) -> None:
-        """Snapshot the views, start the event relay and the server thread; raises why the
-        server did not start."""
-        engine_loop = asyncio.get_running_loop()
+        """Snapshot the views, start the stream server (engine's loop) and the API thread;
+        raises why a server did not start."""
+        self._engine_loop = asyncio.get_running_loop()
         self.views.start()
-        self.front, self.bus = make_front_app(self.main, self.views, engine_loop)
+        self.front = make_front_app(self.main, self.views, self._engine_loop)
+        self.stream_server = self._server_factory(self.main)
+        self._stream_task = asyncio.create_task(self.stream_server.serve(sockets=[]))
+        while not self.stream_server.started and not self._stream_task.done():
+            await asyncio.sleep(0.01)
+        if self._stream_task.done():
+            self.views.stop()
+            self._stream_task.result()  # raises why it did not start
+            raise RuntimeError("server: the stream server did not start")
         self.server = self._server_factory(self.front)
-        self._thread = threading.Thread(
-            target=self._main, args=(engine_loop,), name="jaxmm-api", daemon=True
-        )
+        self._thread = threading.Thread(target=self._main, name="jaxmm-api", daemon=True)
         self._thread.start()
         ok = await asyncio.to_thread(self._ready.wait, timeout_s)
         if self._error is not None or not ok or not self.server.started:
@@ -372,23 +451,26 @@ class ApiThread:
             raise RuntimeError(f"server: did not start ({error or 'timed out'})") from error
 
     async def wait(self) -> None:
-        """Until the server thread ends (after :meth:`stop`, or on its own when it failed:
-        then its error is raised)."""
+        """Until the API thread ends (after :meth:`stop`, or on its own when it failed: then
+        its error is raised)."""
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         if self._error is not None:
             raise self._error
 
     async def stop(self) -> None:
-        """Stop the server (its graceful timeout), then the relay and the snapshots; raises
-        the server thread's error if it failed."""
+        """Stop accepting, then both servers (their graceful timeout), then the snapshots;
+        raises the API thread's error if it failed."""
         if self.server is not None:
             self.server.should_exit = True
+        if self.stream_server is not None:
+            self.stream_server.should_exit = True
         if self._thread is not None:
-            # keep this loop running while the server drains: bridged requests need it
+            # keep this loop running while the API thread drains: bridged requests need it
             await asyncio.to_thread(self._thread.join)
-        if self._relay is not None:
-            self._relay.stop()
+        if self._stream_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stream_task
         self.views.stop()
         if self._error is not None:
             raise self._error
