@@ -117,8 +117,10 @@ def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
                 json={"symbol": sym, "side": "buy", "quantity": 2, "order_type": "market"},
             )
             assert r.status_code == 201 and r.json()["filled"] == 2.0, r.text
-            pos = (await s.client.get("/mm/positions")).json()
+            r = await s.client.get("/mm/positions")
+            pos = r.json()
             assert pos == e.positions() and [p["symbol"] for p in pos] == [sym]
+            assert r.content == (await s.single.get("/mm/positions")).content
             assert pos[0]["quantity"] == -2.0  # the market maker sold to us
             # the other routes are the main app's, on the engine's loop
             g = await s.client.get("/mm/greeks")

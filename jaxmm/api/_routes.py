@@ -99,6 +99,8 @@ class ApiContext:
     # GET /mm/quotes bodies per (underlying, expiry) filter, valid for one engine quotes_version
     quotes_json: dict[tuple[str | None, float | None], bytes] = field(default_factory=dict)
     quotes_json_version: int | None = None
+    # GET /mm/positions body per positions_version(), when the engine is a view snapshot
+    positions_json: tuple[int, bytes] | None = None
     _attached: bool = False
     _next_id: int = 0
 
@@ -463,9 +465,20 @@ async def quote(
     return ctx.engine.quotes(symbol=symbol)[0]
 
 
+_POSITIONS = TypeAdapter(list[PositionOut])
+
+
 @router.get("/mm/positions", response_model=list[PositionOut], summary="Positions")
-async def positions(_: READ, ctx: CTX) -> list[dict]:
-    return ctx.engine.positions()
+async def positions(_: READ, ctx: CTX) -> Any:
+    version = getattr(ctx.engine, "positions_version", None)
+    if version is None:  # the engine itself: its positions are re-marked every tick
+        return ctx.engine.positions()
+    # a snapshot (jaxmm.api._threaded): the body is serialised once per positions version
+    v = version()
+    if ctx.positions_json is None or ctx.positions_json[0] != v:
+        rows = _POSITIONS.validate_python(ctx.engine.positions())
+        ctx.positions_json = (v, _POSITIONS.dump_json(rows, by_alias=True))
+    return Response(ctx.positions_json[1], media_type="application/json")
 
 
 @router.get("/mm/greeks", response_model=GreeksOut, summary="Portfolio Greeks")

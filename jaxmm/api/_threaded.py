@@ -65,11 +65,13 @@ not change them); anything else is caught by the periodic refresh."""
 class ViewSnapshot:
     """One engine step's views: ``quotes_version`` (the engine's :meth:`quotes_version` when
     taken), ``quotes`` and ``positions`` (the rows of :meth:`quotes` / :meth:`positions`, never
-    changed after the snapshot is published) and ``serial`` (one per snapshot)."""
+    changed after the snapshot is published), ``positions_version`` (moves when the positions
+    rows do) and ``serial`` (one per snapshot)."""
 
     serial: int
     quotes_version: int
     quotes: tuple[dict, ...]
+    positions_version: int
     positions: tuple[dict, ...]
 
 
@@ -123,13 +125,17 @@ class ViewSnapshots:
         else:
             quotes = tuple(e.quotes())
         positions = tuple(e.positions())
-        if old is not None and positions == old.positions:
+        if old is None:
+            self.current = ViewSnapshot(1, version, quotes, 1, positions)
+            return self.current
+        pv = old.positions_version
+        if positions == old.positions:
             positions = old.positions
             if quotes is old.quotes:
                 return old
-        self.current = ViewSnapshot(
-            (old.serial + 1) if old is not None else 1, version, quotes, positions
-        )
+        else:
+            pv += 1
+        self.current = ViewSnapshot(old.serial + 1, version, quotes, pv, positions)
         return self.current
 
     def _on_event(self, _event: Any) -> None:
@@ -190,6 +196,9 @@ class _SnapshotEngine:
             if (underlying is None or r["underlying"] == underlying)
             and (expiry is None or math.isclose(r["expiry"], expiry, rel_tol=1e-9))
         ]
+
+    def positions_version(self) -> int:
+        return self._snap().positions_version
 
     def positions(self) -> list[dict]:
         return [dict(p) for p in self._snap().positions]
