@@ -1,7 +1,7 @@
 """One live run: the options market maker on the simulated market, with the API served.
 
 The single wiring behind ``jaxmm serve`` (:mod:`jaxmm._cli._serve`) and ``make demo``
-(:mod:`jaxmm.demo`). In one asyncio loop, :func:`run_live` runs
+(:mod:`jaxmm.demo`). In the caller's asyncio loop (the engine's), :func:`run_live` runs
 
 - the engine, :class:`jaxmm.engine.OptionsMarketMaker` ``(config, store=store)``;
 - the market, :func:`jaxmm.engine.simulated_market` ``(config, dt, seed)`` with
@@ -18,7 +18,10 @@ The single wiring behind ``jaxmm serve`` (:mod:`jaxmm._cli._serve`) and ``make d
   :func:`jaxmm.engine.run_simulation`);
 - when ``settings`` (:class:`jaxmm.api.ApiSettings`) are given, :func:`jaxmm.api.create_app`
   under uvicorn (REST API, WebSocket, console at ``/``) on a socket bound before the engine
-  starts, and a ``read trade admin`` token for ``token_subject`` valid for
+  starts — by default from a thread and event loop of its own (:class:`jaxmm.api.ApiThread`;
+  the interpreter's switch interval lowered to ``switch_interval_s`` meanwhile), with the
+  event stream and every request but the quote and position views still run on the engine's
+  loop — and a ``read trade admin`` token for ``token_subject`` valid for
   ``min(seconds + 3600, 86400)`` s (3600 s for an unbounded run) unless authentication is off.
 
 Start: signal handlers, socket (bound first: a port that cannot be bound raises ``OSError``
@@ -114,7 +117,7 @@ class LiveSession:
             (``traders.flow``: underlying -> :class:`jaxmm.feeds.TakerFlow`).
         app, server, store, settings: the FastAPI app and uvicorn server (None without
             ``settings``), the caller's store, the API settings.
-        api: the :class:`jaxmm.api._threaded.ApiThread` serving ``app`` (``api_thread``;
+        api: the :class:`jaxmm.api.ApiThread` serving ``app`` (``api_thread``;
             else None).
         host, port, port_moved: where the server listens (``port_moved``: the asked port was
             taken and a free one is used).
@@ -229,26 +232,11 @@ def _check(
 
 
 def _server(app: Any) -> Any:
-    """A uvicorn server that leaves the signals to :func:`run_live`."""
-    import uvicorn
+    """A uvicorn server that leaves the signals to :func:`run_live`
+    (:func:`jaxmm.api._threaded.uvicorn_server`)."""
+    from .api._threaded import uvicorn_server
 
-    class _Server(uvicorn.Server):
-        # uvicorn's handler would re-raise SIGINT after its own shutdown (KeyboardInterrupt,
-        # status 130) before the engine is stopped and the store flushed.
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[override]
-            yield
-
-    settings = getattr(app.state, "settings", None)
-    cfg = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-        # event frames are small: per-connection zlib costs more than the bytes it saves
-        ws_per_message_deflate=bool(getattr(settings, "ws_per_message_deflate", False)),
-    )
-    return _Server(cfg)
+    return uvicorn_server(app)
 
 
 async def _settle(task: asyncio.Task) -> None:
@@ -311,9 +299,10 @@ async def run_live(
         token_subject: the subject of the minted token.
         session: a :class:`LiveSession` to fill in (default: a new one).
         api_thread: serve the API from its own thread and event loop
-            (:class:`jaxmm.api._threaded.ApiThread`: views and the stream answered there, the
-            rest run on the engine's loop), so an engine step never delays them; False: the
-            server shares the engine's loop.
+            (:class:`jaxmm.api.ApiThread`: the quote and position views answered there from
+            whole-step snapshots; every other request and the event stream on the engine's
+            loop), so an engine step does not hold up REST reads; False: the server shares
+            the engine's loop.
         switch_interval_s: with ``api_thread``, the interpreter's thread switch interval
             (``sys.setswitchinterval``, s, finite > 0) while the server runs, restored after:
             the longest the API thread waits for the engine thread's Python; None leaves it.
@@ -406,9 +395,9 @@ async def run_live(
         # --- engine, then server
         await mm.start()
         if s.app is not None and api_thread:
-            from .api._threaded import ApiThread
+            from .api import ApiThread
 
-            s.api = api = ApiThread(s.app, sock, _server)
+            s.api = api = ApiThread(s.app, sock)
             if switch_interval_s is not None:
                 sys.setswitchinterval(switch_interval_s)
             await api.start()

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the simulated market")
     s.add_argument("--no-auth", action="store_true",
                    help="local mode: no authentication (loud warning; localhost only)")  # fmt: skip
+    s.add_argument("--single-loop", action="store_true",
+                   help="the API on the engine's event loop, not its own thread")  # fmt: skip
     s.set_defaults(func=_lazy("_serve", "run_serve"))
     return p
 

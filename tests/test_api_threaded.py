@@ -22,7 +22,7 @@ import pytest
 import websockets
 from _wsserver import recv_events, subscribe
 
-from jaxmm._live import _server, bind_socket, run_live
+from jaxmm._live import bind_socket, run_live
 from jaxmm.api import ApiSettings, create_app, mint_token
 from jaxmm.api._threaded import ApiThread, ViewSnapshots
 from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker, UnderlyingConfig
@@ -69,7 +69,7 @@ async def served(**settings):
     kw = {"jwt_secret": SECRET, "rate_limit_per_s": 1e6, "rate_limit_burst": 10**6, **settings}
     main = create_app(engine, settings=ApiSettings(**kw))
     sock, _ = bind_socket("127.0.0.1", 0)
-    api = ApiThread(main, sock, _server)
+    api = ApiThread(main, sock)
     await api.start()
     token = mint_token("tester", ["read", "trade", "admin"], 600, SECRET)
     return Served(engine, api, sock.getsockname()[1], token, main), sock

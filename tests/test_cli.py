@@ -369,5 +369,6 @@ def test_parser_has_every_command():
     p = build_parser()
     args = p.parse_args(["serve", "--no-auth", "--port", "0", "--seconds", "2"])
     assert args.no_auth and args.port == 0 and args.seconds == 2.0 and args.host == "127.0.0.1"
+    assert not args.single_loop and p.parse_args(["serve", "--single-loop"]).single_loop
     with pytest.raises(SystemExit):
         p.parse_args(["db", "sideways"])

@@ -10,6 +10,9 @@
 - ``/api/v1/mm/ws``: the event stream (subscribe by type and instrument, every frame carries the
   event's sequence number, reconnect with ``from_seq`` replays exactly the missed events,
   heartbeats, slow clients cut off with :data:`CLOSE_LAGGED`).
+- :class:`ApiThread` / :class:`ViewSnapshots`: serve the app from its own thread and event
+  loop beside the engine's (views from whole-step snapshots, the event stream and every other
+  request on the engine's loop); what ``jaxmm serve`` and ``make demo`` run.
 - :class:`RedisStreamPublisher` / :class:`RedisStreamRelay` / :class:`RelayBroadcaster` /
   :func:`make_relay_app`: several API worker processes serve one engine's events in order
   through Redis Streams.
@@ -34,12 +37,15 @@ from ._fanout import make_relay_app as make_relay_app
 from ._models import ApiError as ApiError
 from ._routes import API_OWNER as API_OWNER
 from ._settings import ApiSettings as ApiSettings
+from ._threaded import ApiThread as ApiThread
+from ._threaded import ViewSnapshots as ViewSnapshots
 from ._ws import CLOSE_LAGGED as CLOSE_LAGGED
 
 __all__ = [
     "API_OWNER",
     "ApiError",
     "ApiSettings",
+    "ApiThread",
     "CLOSE_LAGGED",
     "LOCAL_MODE_HEADER",
     "LOCAL_SUBJECT",
@@ -49,6 +55,7 @@ __all__ = [
     "RelayBroadcaster",
     "Scope",
     "TokenBucketLimiter",
+    "ViewSnapshots",
     "create_app",
     "decode_token",
     "make_relay_app",

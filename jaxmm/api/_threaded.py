@@ -39,7 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ApiThread", "ViewSnapshots", "VIEW_PATHS", "make_front_app"]
+__all__ = [
+    "ApiThread",
+    "ViewSnapshots",
+    "VIEW_PATHS",
+    "VIEW_EVENTS",
+    "make_front_app",
+    "uvicorn_server",
+]
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +287,37 @@ def make_front_app(main: Any, views: ViewSnapshots, engine_loop: Any) -> _Front:
     return _Front(local, main, engine_loop, views)
 
 
+def uvicorn_server(app: Any) -> Any:
+    """The uvicorn server this service runs ``app`` with: no lifespan, warnings only, a 2 s
+    graceful shutdown, permessage-deflate as ``app.state.settings.ws_per_message_deflate`` says
+    (off by default: event frames are small, per-connection zlib costs more than it saves), and
+    uvicorn's own signal handling off — the caller owns SIGINT/SIGTERM (uvicorn's handler would
+    re-raise SIGINT after its shutdown, before the engine is stopped and the store flushed).
+
+    Example:
+        >>> from fastapi import FastAPI
+        >>> server = uvicorn_server(FastAPI())
+        >>> server.config.lifespan, server.config.ws_per_message_deflate
+        ('off', False)
+    """
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            yield
+
+    settings = getattr(app.state, "settings", None)
+    cfg = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        ws_per_message_deflate=bool(getattr(settings, "ws_per_message_deflate", False)),
+    )
+    return _Server(cfg)
+
+
 WS_PATH = b"/api/v1/mm/ws"
 _PEEK_BYTES = 64
 
@@ -345,15 +383,37 @@ class ApiThread:
     ``main`` on the engine's loop, where each event's frame is written straight to the
     subscribers inside ``publish`` (docs/events.md); every other connection is served on the
     API thread by the front app (:func:`make_front_app`). Call :meth:`start` and :meth:`stop`
-    from the engine's loop. ``server_factory(app)`` makes each uvicorn server
-    (``jaxmm._live``'s, which leaves signals to the caller).
+    from the engine's loop. ``server_factory(app)`` makes each uvicorn server (default
+    :func:`uvicorn_server`, which leaves signals to the caller). ``sock``: a listening,
+    non-blocking TCP socket (:func:`jaxmm._live.bind_socket`), not closed here.
+
+    Example:
+        >>> import asyncio, httpx
+        >>> from jaxmm._live import bind_socket
+        >>> from jaxmm.api import ApiSettings, create_app
+        >>> from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker
+        >>> async def demo():
+        ...     mm = OptionsMarketMaker(MarketMakerConfig.demo())
+        ...     await mm.start()
+        ...     sock, _ = bind_socket("127.0.0.1", 0)
+        ...     api = ApiThread(create_app(mm, settings=ApiSettings(auth_disabled=True)), sock)
+        ...     await api.start()
+        ...     url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/mm/quotes"
+        ...     async with httpx.AsyncClient() as client:
+        ...         rows = (await client.get(url)).json()
+        ...     await api.stop()
+        ...     sock.close()
+        ...     await mm.stop()
+        ...     return rows == mm.quotes(), api.routed, api.front.bridged
+        >>> asyncio.run(demo())
+        (True, {'api': 1, 'stream': 0}, 0)
     """
 
     def __init__(
         self,
         main: Any,
         sock: socket.socket,
-        server_factory: Callable[[Any], Any],
+        server_factory: Callable[[Any], Any] | None = None,
         *,
         snapshot_interval_s: float = 0.25,
         first_bytes_timeout_s: float = 10.0,
@@ -363,7 +423,7 @@ class ApiThread:
         self.engine = main.state.engine
         self.views = ViewSnapshots(self.engine, interval_s=snapshot_interval_s)
         self.first_bytes_timeout_s = first_bytes_timeout_s
-        self._server_factory = server_factory
+        self._server_factory = server_factory or uvicorn_server
         self.server: Any = None  # the API thread's
         self.stream_server: Any = None  # the engine loop's (the event stream)
         self.front: _Front | None = None
