@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import threading
 
 import httpx
 import pytest
@@ -372,3 +373,30 @@ def test_first_bytes_waits_for_the_path_and_gives_up_on_silence():
     assert not _goes_to_engine(b"POST /api/v1/mm/ws HTTP/1.1")
     assert not _goes_to_engine(b"GET /api/v1/mm/quotes HTTP/1.1")
     assert _goes_to_engine(b"GET /api/v1/mm/ws HTTP/1.1")
+
+
+def test_an_accept_error_is_retried_not_fatal(monkeypatch, caplog):
+    import errno
+    from asyncio import selector_events
+
+    real = selector_events.BaseSelectorEventLoop.sock_accept
+    failed = []
+
+    async def flaky(self, sock):
+        if not failed and threading.current_thread().name == "jaxmm-api":
+            failed.append(1)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await real(self, sock)
+
+    monkeypatch.setattr(selector_events.BaseSelectorEventLoop, "sock_accept", flaky)
+
+    async def main():
+        s, sock = await served()
+        try:
+            r = await s.client.get("/mm/quotes")  # accepted after the failed accept
+            assert r.status_code == 200 and failed == [1]
+        finally:
+            await close(s, sock)
+
+    run(main())
+    assert any("accept failed" in r.getMessage() for r in caplog.records)

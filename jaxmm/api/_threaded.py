@@ -94,8 +94,8 @@ class ViewSnapshots:
 
     :meth:`start` (on the engine's loop) takes the first snapshot, follows the engine's
     :data:`VIEW_EVENTS` (each burst schedules one :meth:`refresh` after the current step) and
-    starts the timer;
-    :meth:`stop` undoes it. :meth:`refresh` may be called at any time on the engine's loop.
+    starts the timer; :meth:`stop` undoes it. :meth:`refresh` may be called at any time on the
+    engine's loop.
 
     Example:
         >>> import asyncio
@@ -191,12 +191,8 @@ class _SnapshotEngine:
     def quotes_version(self) -> int:
         return self._snap().quotes_version
 
-    def quotes(
-        self, underlying: str | None = None, expiry: float | None = None, symbol: str | None = None
-    ) -> list[dict]:
+    def quotes(self, underlying: str | None = None, expiry: float | None = None) -> list[dict]:
         rows = self._snap().quotes
-        if symbol is not None:
-            return [dict(r) for r in rows if r["symbol"] == symbol]
         return [
             dict(r)
             for r in rows
@@ -213,7 +209,8 @@ class _SnapshotEngine:
 
 @dataclass
 class _Front:
-    """The API thread's ASGI app: views and the stream here, the rest on the engine's loop."""
+    """The API thread's ASGI app: the views here (``local``), everything else ``main`` on the
+    engine's loop."""
 
     local: Any  # FastAPI app: the view routes over the snapshot
     main: Any  # the create_app app, run on the engine's loop
@@ -463,7 +460,12 @@ class ApiThread:
         pending: set[asyncio.Task] = set()
         try:
             while True:
-                conn, _ = await loop.sock_accept(self.sock)
+                try:
+                    conn, _ = await loop.sock_accept(self.sock)
+                except OSError as exc:  # out of descriptors, a connection reset before accept
+                    log.warning("accept failed (%s); retrying in 0.1 s", exc)
+                    await asyncio.sleep(0.1)
+                    continue
                 t = loop.create_task(self._route(conn))
                 pending.add(t)
                 t.add_done_callback(pending.discard)
@@ -490,9 +492,12 @@ class ApiThread:
             else:
                 self.routed["api"] += 1
                 await loop.connect_accepted_socket(_protocol_factory(self.server, loop), conn)
-        except BaseException:
+        except asyncio.CancelledError:  # the server is stopping
             conn.close()
             raise
+        except Exception:  # this connection only: the others and the server go on
+            log.warning("a connection could not be handed to its server", exc_info=True)
+            conn.close()
 
     # ------------------------------------------------------------------ engine's loop
     async def start(self, timeout_s: float = 30.0) -> None:
