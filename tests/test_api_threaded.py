@@ -400,3 +400,23 @@ def test_an_accept_error_is_retried_not_fatal(monkeypatch, caplog):
 
     run(main())
     assert any("accept failed" in r.getMessage() for r in caplog.records)
+
+
+def test_wait_ends_when_the_stream_server_fails():
+    async def main():
+        s, sock = await served()
+        real = s.api._stream_task
+        try:
+
+            async def down():
+                await asyncio.sleep(0.05)
+                raise RuntimeError("stream server down")
+
+            s.api._stream_task = asyncio.create_task(down())  # as if its serve() had failed
+            with pytest.raises(RuntimeError, match="stream server down"):
+                await asyncio.wait_for(s.api.wait(), 10)
+        finally:
+            s.api._stream_task = real
+            await close(s, sock)
+
+    run(main())

@@ -525,12 +525,19 @@ class ApiThread:
             raise RuntimeError(f"server: did not start ({error or 'timed out'})") from error
 
     async def wait(self) -> None:
-        """Until the API thread ends (after :meth:`stop`, or on its own when it failed: then
-        its error is raised)."""
+        """Until the API thread or the stream server ends (after :meth:`stop`, or on its own
+        when it failed: then its error is raised)."""
+        waiters: list[asyncio.Future] = []
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+            waiters.append(asyncio.ensure_future(asyncio.to_thread(self._thread.join)))
+        if self._stream_task is not None:
+            waiters.append(self._stream_task)
+        if waiters:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if self._error is not None:
             raise self._error
+        if self._stream_task is not None and self._stream_task.done():
+            self._stream_task.result()  # its error, if it failed
 
     async def stop(self) -> None:
         """Stop accepting, then both servers (their graceful timeout), then the snapshots;
