@@ -63,7 +63,10 @@ class Served:
         )
 
 
-async def served(**settings):
+@contextlib.asynccontextmanager
+async def serving(**settings):
+    """A started engine, its app served by an ApiThread on a free port; everything stopped
+    and closed on the way out."""
     engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
     await engine.start()
     await feed(engine, 100.0)
@@ -73,15 +76,15 @@ async def served(**settings):
     api = ApiThread(main, sock)
     await api.start()
     token = mint_token("tester", ["read", "trade", "admin"], 600, SECRET)
-    return Served(engine, api, sock.getsockname()[1], token, main), sock
-
-
-async def close(s: Served, sock) -> None:
-    await s.client.aclose()
-    await s.single.aclose()
-    await s.api.stop()
-    sock.close()
-    await s.engine.stop()
+    s = Served(engine, api, sock.getsockname()[1], token, main)
+    try:
+        yield s
+    finally:
+        await s.client.aclose()
+        await s.single.aclose()
+        await s.api.stop()
+        sock.close()
+        await engine.stop()
 
 
 def run(coro) -> None:
@@ -90,8 +93,7 @@ def run(coro) -> None:
 
 def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
     async def main():
-        s, sock = await served()
-        try:
+        async with serving() as s:
             e = s.engine
             r = await s.client.get("/mm/quotes")
             assert r.status_code == 200
@@ -127,16 +129,13 @@ def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
             g = await s.client.get("/mm/greeks")
             assert g.status_code == 200 and g.json() == (await s.single.get("/mm/greeks")).json()
             assert s.api.front.bridged == 3
-        finally:
-            await close(s, sock)
 
     run(main())
 
 
 def test_errors_auth_and_rate_limit_are_the_same_on_both_threads():
     async def main():
-        s, sock = await served(rate_limit_per_s=0.001, rate_limit_burst=3)
-        try:
+        async with serving(rate_limit_per_s=0.001, rate_limit_burst=3) as s:
             for path in ("/mm/quotes", "/mm/greeks"):  # answered here / on the engine's loop
                 r = await s.client.get(path, headers={"Authorization": ""})
                 assert r.status_code == 401 and r.json()["error"]["field"] == "authorization"
@@ -152,29 +151,23 @@ def test_errors_auth_and_rate_limit_are_the_same_on_both_threads():
                 assert r.status_code == 429 and r.json()["error"]["rule"] == "rate_limited", path
             r = await s.client.get("/mm/greeks")
             assert r.status_code == 429
-        finally:
-            await close(s, sock)
 
     run(main())
 
 
 def test_validation_errors_name_the_field():
     async def main():
-        s, sock = await served()
-        try:
+        async with serving() as s:
             r = await s.client.get("/mm/quotes?expiry=-1")
             assert r.status_code == 422 and r.json()["error"]["field"] == "expiry"
             assert r.json() == (await s.single.get("/mm/quotes?expiry=-1")).json()
-        finally:
-            await close(s, sock)
 
     run(main())
 
 
 def test_stream_carries_the_engines_sequence_numbers_and_replays():
     async def main():
-        s, sock = await served()
-        try:
+        async with serving() as s:
             url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
             async with websockets.connect(url) as ws:
                 ack = await subscribe(ws, types=["price_updated"])
@@ -192,8 +185,6 @@ def test_stream_carries_the_engines_sequence_numbers_and_replays():
                 await subscribe(ws, types=["price_updated"], from_seq=got[0]["seq"] + 1)
                 again = await recv_events(ws, 1)
             assert again[0]["seq"] == got[1]["seq"] and again[0]["event"] == got[1]["event"]
-        finally:
-            await close(s, sock)
 
     run(main())
 
@@ -224,10 +215,9 @@ def test_a_snapshot_is_a_whole_engine_step():
 
 def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed():
     async def main():
-        s, sock = await served()
-        own = list(s.engine.events._callbacks)
-        await s.client.get("/mm/quotes")
-        await close(s, sock)
+        async with serving() as s:
+            own = list(s.engine.events._callbacks)
+            await s.client.get("/mm/quotes")
         assert s.engine.events._callbacks == [c for c in own if c[0] != s.api.views._on_event]
         assert len(s.engine.events._callbacks) == len(own) - 1
         with pytest.raises(httpx.ConnectError):
@@ -267,8 +257,7 @@ def test_run_live_serves_either_way_and_restores_the_switch_interval(api_thread)
 
 def test_a_stream_handshake_goes_to_the_engines_loop_the_rest_to_the_api_thread():
     async def main():
-        s, sock = await served()
-        try:
+        async with serving() as s:
             url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
             async with websockets.connect(url) as ws:
                 await subscribe(ws, types=["price_updated"])
@@ -277,8 +266,6 @@ def test_a_stream_handshake_goes_to_the_engines_loop_the_rest_to_the_api_thread(
             prices = [e for e in s.engine.events.history() if e.type == "price_updated"]
             assert frame["seq"] == prices[-1].seq and frame["event"]["price"] == 101.0
             assert s.api.routed == {"api": 1, "stream": 1}  # the httpx client's one connection
-        finally:
-            await close(s, sock)
 
     run(main())
 
@@ -298,8 +285,7 @@ def test_a_stream_opened_on_an_http_connection_is_served_through_the_bridge():
     thread has it) still gets the stream, run on the engine's loop frame by frame."""
 
     async def main():
-        s, sock = await served()
-        try:
+        async with serving() as s:
             r, w = await asyncio.open_connection("127.0.0.1", s.port)
             w.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
             head = await r.readuntil(b"\r\n\r\n")
@@ -332,8 +318,6 @@ def test_a_stream_opened_on_an_http_connection_is_served_through_the_bridge():
             assert s.api.front.bridged == 2  # /health, then the WebSocket: on the engine's loop
             w.close()
             await w.wait_closed()
-        finally:
-            await close(s, sock)
 
     run(main())
 
@@ -391,12 +375,9 @@ def test_an_accept_error_is_retried_not_fatal(monkeypatch, caplog):
     monkeypatch.setattr(selector_events.BaseSelectorEventLoop, "sock_accept", flaky)
 
     async def main():
-        s, sock = await served()
-        try:
+        async with serving() as s:
             r = await s.client.get("/mm/quotes")  # accepted after the failed accept
             assert r.status_code == 200 and failed == [1]
-        finally:
-            await close(s, sock)
 
     run(main())
     assert any("accept failed" in r.getMessage() for r in caplog.records)
@@ -404,19 +385,17 @@ def test_an_accept_error_is_retried_not_fatal(monkeypatch, caplog):
 
 def test_wait_ends_when_the_stream_server_fails():
     async def main():
-        s, sock = await served()
-        real = s.api._stream_task
-        try:
+        async def down():
+            await asyncio.sleep(0.05)
+            raise RuntimeError("stream server down")
 
-            async def down():
-                await asyncio.sleep(0.05)
-                raise RuntimeError("stream server down")
-
+        async with serving() as s:
+            real = s.api._stream_task
             s.api._stream_task = asyncio.create_task(down())  # as if its serve() had failed
-            with pytest.raises(RuntimeError, match="stream server down"):
-                await asyncio.wait_for(s.api.wait(), 10)
-        finally:
-            s.api._stream_task = real
-            await close(s, sock)
+            try:
+                with pytest.raises(RuntimeError, match="stream server down"):
+                    await asyncio.wait_for(s.api.wait(), 10)
+            finally:
+                s.api._stream_task = real
 
     run(main())
