@@ -231,14 +231,6 @@ def _check(
         )
 
 
-def _server(app: Any) -> Any:
-    """A uvicorn server that leaves the signals to :func:`run_live`
-    (:func:`jaxmm.api._threaded.uvicorn_server`)."""
-    from .api._threaded import uvicorn_server
-
-    return uvicorn_server(app)
-
-
 async def _settle(task: asyncio.Task) -> None:
     """Wait for a task that was told to end; its own cancellation or failure is not ours (a
     failure was raised before the stop began), but a cancellation of the waiting task (Ctrl-C
@@ -386,11 +378,11 @@ async def run_live(
         s.engine = mm = OptionsMarketMaker(config, store=store)
         s.traders = traders = SimulatedTraders(mm.exchange, market, flow, seed + 1, config=config)
         if settings is not None:
-            from .api import create_app
+            from .api import create_app, uvicorn_server
 
             s.app = create_app(mm, store=store, settings=settings)
             if not api_thread:
-                s.server = server = _server(s.app)
+                s.server = server = uvicorn_server(s.app)
 
         # --- engine, then server
         await mm.start()

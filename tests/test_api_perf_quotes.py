@@ -214,14 +214,14 @@ def test_ws_settings_are_validated(field, value, bound):
 
 
 def test_ws_settings_defaults_and_uvicorn_deflate():
-    from jaxmm._live import _server
+    from jaxmm.api import uvicorn_server
 
     s = ApiSettings(auth_disabled=True)
     assert (s.ws_heartbeat_s, s.ws_queue_size, s.ws_close_timeout_s) == (10.0, 1000, 5.0)
     assert s.ws_per_message_deflate is False
     assert ApiSettings(auth_disabled=True, ws_heartbeat_s=0).ws_heartbeat_s == 0.0  # 0 = off
     engine = OptionsMarketMaker(CONFIG)
-    off = _server(create_app(engine, settings=s))
+    off = uvicorn_server(create_app(engine, settings=s))
     assert off.config.ws_per_message_deflate is False
     on = ApiSettings(auth_disabled=True, ws_per_message_deflate=True)
-    assert _server(create_app(engine, settings=on)).config.ws_per_message_deflate is True
+    assert uvicorn_server(create_app(engine, settings=on)).config.ws_per_message_deflate is True

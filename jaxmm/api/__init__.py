@@ -39,6 +39,7 @@ from ._routes import API_OWNER as API_OWNER
 from ._settings import ApiSettings as ApiSettings
 from ._threaded import ApiThread as ApiThread
 from ._threaded import ViewSnapshots as ViewSnapshots
+from ._threaded import uvicorn_server as uvicorn_server
 from ._ws import CLOSE_LAGGED as CLOSE_LAGGED
 
 __all__ = [
@@ -61,4 +62,5 @@ __all__ = [
     "make_relay_app",
     "mint_token",
     "require",
+    "uvicorn_server",
 ]

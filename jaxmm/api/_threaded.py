@@ -72,10 +72,9 @@ not change them); anything else is caught by the periodic refresh."""
 class ViewSnapshot:
     """One engine step's views: ``quotes_version`` (the engine's :meth:`quotes_version` when
     taken), ``quotes`` and ``positions`` (the rows of :meth:`quotes` / :meth:`positions`, never
-    changed after the snapshot is published), ``positions_version`` (moves when the positions
-    rows do) and ``serial`` (one per snapshot)."""
+    changed after the snapshot is published) and ``positions_version`` (moves when the
+    positions rows do)."""
 
-    serial: int
     quotes_version: int
     quotes: tuple[dict, ...]
     positions_version: int
@@ -133,7 +132,7 @@ class ViewSnapshots:
             quotes = tuple(e.quotes())
         positions = tuple(e.positions())
         if old is None:
-            self.current = ViewSnapshot(1, version, quotes, 1, positions)
+            self.current = ViewSnapshot(version, quotes, 1, positions)
             return self.current
         pv = old.positions_version
         if positions == old.positions:
@@ -142,7 +141,7 @@ class ViewSnapshots:
                 return old
         else:
             pv += 1
-        self.current = ViewSnapshot(old.serial + 1, version, quotes, pv, positions)
+        self.current = ViewSnapshot(version, quotes, pv, positions)
         return self.current
 
     def _on_event(self, _event: Any) -> None:
