@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine import same_expiry
+
 __all__ = [
     "ApiThread",
     "ViewSnapshots",
@@ -196,7 +198,7 @@ class _SnapshotEngine:
             dict(r)
             for r in rows
             if (underlying is None or r["underlying"] == underlying)
-            and (expiry is None or math.isclose(r["expiry"], expiry, rel_tol=1e-9))
+            and (expiry is None or same_expiry(r["expiry"], expiry))
         ]
 
     def positions_version(self) -> int:

@@ -39,6 +39,7 @@ from ._loop import OptionsMarketMaker as OptionsMarketMaker
 from ._loop import build_exchange as build_exchange
 from ._loop import interpolate_surface as interpolate_surface
 from ._loop import remark_and_quote as remark_and_quote
+from ._loop import same_expiry as same_expiry
 from ._multi import ALLOCATION_MODES as ALLOCATION_MODES
 from ._multi import TotalLimits as TotalLimits
 from ._multi import UnderlyingManager as UnderlyingManager

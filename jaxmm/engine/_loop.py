@@ -130,6 +130,17 @@ _new = tuple.__new__
 
 
 # --------------------------------------------------------------------------------- surface
+def same_expiry(a: float, b: float) -> bool:
+    """Whether two expiries (years) name the same listed expiry: equal to a relative 1e-9, the
+    rule every expiry filter of the engine's views (and the API over them) uses.
+
+    Example:
+        >>> same_expiry(30 / 365, 0.0821917808219178), same_expiry(30 / 365, 31 / 365)
+        (True, False)
+    """
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
 def interpolate_surface(
     expiries, strikes, vols, forward: float, spot: float, chain_strike, chain_expiry
 ) -> np.ndarray:
@@ -2025,7 +2036,7 @@ class OptionsMarketMaker:
         rows = []
         for st in self._sel(underlying):
             for i in range(st.n):
-                if expiry is not None and not math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
+                if expiry is not None and not same_expiry(st.expiry0[i], expiry):
                     continue
                 rows.append(self._row(st, i))
         return rows
@@ -2063,7 +2074,7 @@ class OptionsMarketMaker:
                 rows += [dict(r) for r in cached]
                 continue
             for i in range(st.n):
-                if math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
+                if same_expiry(st.expiry0[i], expiry):
                     rows.append(dict(cached[i]))
         return rows
 
@@ -2073,12 +2084,12 @@ class OptionsMarketMaker:
         gamma, vega, theta and status (``expiry`` as configured, ``time_to_expiry`` the one
         theo was computed with; see :meth:`quotes`)."""
         st = self._sel(underlying)[0]
-        if not any(math.isclose(t, expiry, rel_tol=1e-9) for t in st.cfg.expiries):
+        if not any(same_expiry(t, expiry) for t in st.cfg.expiries):
             raise ValueError(f"expiry: {expiry!r} is not an expiry of {underlying!r}")
         out = []
         cached = self._rows_of(st)
         for i in range(0, st.n, 2):
-            if not math.isclose(st.expiry0[i], expiry, rel_tol=1e-9):
+            if not same_expiry(st.expiry0[i], expiry):
                 continue
             row: dict[str, Any] = {
                 "strike": float(st.strike[i]),
