@@ -548,19 +548,20 @@ class FeedServer:
         self.connections += 1
         self._changed.set()
         try:
-            async for text in conn:
-                try:
-                    msg = json.loads(text)
-                except ValueError:
-                    continue
-                if isinstance(msg, dict) and msg.get("type") == "subscribe":
-                    subs = msg.get("underlyings")
-                    if isinstance(subs, list) and all(isinstance(s, str) for s in subs):
-                        client.subs = frozenset(subs)
-                        client.ready = True
-                        self._changed.set()
-        except (ConnectionClosed, OSError):  # a client going away is not the server's problem
-            pass  # anything else is a bug: websockets logs the handler's exception
+            # a client going away ends its handler quietly; any other error is a bug, and
+            # websockets logs the handler's exception
+            with contextlib.suppress(ConnectionClosed, OSError):
+                async for text in conn:
+                    try:
+                        msg = json.loads(text)
+                    except ValueError:
+                        continue
+                    if isinstance(msg, dict) and msg.get("type") == "subscribe":
+                        subs = msg.get("underlyings")
+                        if isinstance(subs, list) and all(isinstance(s, str) for s in subs):
+                            client.subs = frozenset(subs)
+                            client.ready = True
+                            self._changed.set()
         finally:
             self._clients.remove(client)
             self._changed.set()
