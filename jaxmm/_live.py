@@ -117,8 +117,8 @@ class LiveSession:
             (``traders.flow``: underlying -> :class:`jaxmm.feeds.TakerFlow`).
         app, server, store, settings: the FastAPI app and uvicorn server (None without
             ``settings``), the caller's store, the API settings.
-        api: the :class:`jaxmm.api.ApiThread` serving ``app`` (``api_thread``;
-            else None).
+        api: the :class:`jaxmm.api.ApiThread` (``api_thread``) or
+            :class:`jaxmm.api.ApiProcess` (``api_process``) serving ``app``; else None.
         host, port, port_moved: where the server listens (``port_moved``: the asked port was
             taken and a free one is used).
         base_url, url, token: ``http://host:port/``, the console URL (``?token=`` when
@@ -266,6 +266,7 @@ async def run_live(
     session: LiveSession | None = None,
     api_thread: bool = True,
     switch_interval_s: float | None = API_SWITCH_INTERVAL_S,
+    api_process: bool = False,
 ) -> LiveSession:
     """Run the market maker live on the simulated market (module docstring) until
     ``seconds`` pass, :meth:`LiveSession.stop`, or SIGINT/SIGTERM; stop everything; return the
@@ -298,6 +299,10 @@ async def run_live(
         switch_interval_s: with ``api_thread``, the interpreter's thread switch interval
             (``sys.setswitchinterval``, s, finite > 0) while the server runs, restored after:
             the longest the API thread waits for the engine thread's Python; None leaves it.
+        api_process: serve the API from a process of its own instead
+            (:class:`jaxmm.api.ApiProcess`: connections accepted and the views answered
+            there, the event stream and every other request on the engine's loop); then
+            ``api_thread`` and ``switch_interval_s`` do not apply.
 
     Raises ``ValueError`` naming the argument for a bad value (before anything starts).
 
@@ -381,12 +386,19 @@ async def run_live(
             from .api import create_app, uvicorn_server
 
             s.app = create_app(mm, store=store, settings=settings)
-            if not api_thread:
+            if not (api_thread or api_process):
                 s.server = server = uvicorn_server(s.app)
 
         # --- engine, then server
         await mm.start()
-        if s.app is not None and api_thread:
+        if s.app is not None and api_process:
+            from .api import ApiProcess
+
+            s.api = api = ApiProcess(s.app, sock)
+            await api.start()
+            s.server = api.internal_server
+            server_task = asyncio.create_task(api.wait())
+        elif s.app is not None and api_thread:
             from .api import ApiThread
 
             s.api = api = ApiThread(s.app, sock)

@@ -13,6 +13,8 @@
 - :class:`ApiThread` / :class:`ViewSnapshots`: serve the app from its own thread and event
   loop beside the engine's (views from whole-step snapshots, the event stream and every other
   request on the engine's loop); what ``jaxmm serve`` and ``make demo`` run.
+  :class:`ApiProcess`: the same routing with connections accepted and the views answered in a
+  process of its own (no GIL or garbage collector shared with the engine).
 - :class:`RedisStreamPublisher` / :class:`RedisStreamRelay` / :class:`RelayBroadcaster` /
   :func:`make_relay_app`: several API worker processes serve one engine's events in order
   through Redis Streams.
@@ -35,6 +37,7 @@ from ._fanout import RedisStreamRelay as RedisStreamRelay
 from ._fanout import RelayBroadcaster as RelayBroadcaster
 from ._fanout import make_relay_app as make_relay_app
 from ._models import ApiError as ApiError
+from ._process import ApiProcess as ApiProcess
 from ._routes import API_OWNER as API_OWNER
 from ._settings import ApiSettings as ApiSettings
 from ._threaded import ApiThread as ApiThread
@@ -45,6 +48,7 @@ from ._ws import CLOSE_LAGGED as CLOSE_LAGGED
 __all__ = [
     "API_OWNER",
     "ApiError",
+    "ApiProcess",
     "ApiSettings",
     "ApiThread",
     "CLOSE_LAGGED",

@@ -305,6 +305,48 @@ def _unauthorized(message: str, rule: str) -> ApiError:
     )
 
 
+RATE_COUNTED = "jaxmm.rate_counted"
+"""ASGI scope key: set (by the server, never from a request) on a request whose rate limit was
+already taken by the process that accepted it (:mod:`jaxmm.api._process`); :func:`require`
+then does not count it again."""
+
+
+def rate_limited(settings: Any, wait: float) -> ApiError:
+    """The 429 answer for a subject whose bucket is empty; ``wait``: seconds until one request
+    is allowed again (``Retry-After`` in whole seconds, at least 1)."""
+    return ApiError(
+        429,
+        "rate_limit",
+        "rate_limited",
+        f"rate limit of {settings.rate_limit_per_s:g} requests/s "
+        f"(burst {settings.rate_limit_burst}) exceeded; retry in {wait:.3f} s",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
+def subject_of(settings: Any, authorization: str | None) -> str | None:
+    """The subject of a request's ``Authorization`` header value when it holds a valid bearer
+    token (whatever its scopes; :data:`LOCAL_SUBJECT` in local mode), else None: what a rate
+    limit is counted against before the route (and its scope) is known.
+
+    Example:
+        >>> from jaxmm.api import ApiSettings
+        >>> s = ApiSettings(jwt_secret="k" * 32)
+        >>> subject_of(s, "Bearer " + mint_token("bob", "read", 60, "k" * 32)), subject_of(s, None)
+        ('bob', None)
+    """
+    if settings.auth_disabled:
+        return LOCAL_SUBJECT
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        secret = settings.jwt_secret.get_secret_value()
+        return _verified_principal(token.strip(), secret, settings.jwt_issuer).subject
+    except (jwt.InvalidTokenError, ValueError):
+        return None
+
+
 def require(scope: Scope | str) -> Callable[..., Any]:
     """A FastAPI dependency: authenticate the bearer token, check ``scope``, apply the
     subject's rate limit; returns the :class:`Principal`.
@@ -323,16 +365,10 @@ def require(scope: Scope | str) -> Callable[..., Any]:
         if creds is not None and creds.scheme.lower() == "bearer":
             token = creds.credentials
         principal = _authenticate(settings, token, needed)
-        wait = state.limiter.acquire(principal.subject)
-        if wait > 0:
-            raise ApiError(
-                429,
-                "rate_limit",
-                "rate_limited",
-                f"rate limit of {settings.rate_limit_per_s:g} requests/s "
-                f"(burst {settings.rate_limit_burst}) exceeded; retry in {wait:.3f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+        if not request.scope.get(RATE_COUNTED):  # else counted where the request came in
+            wait = state.limiter.acquire(principal.subject)
+            if wait > 0:
+                raise rate_limited(settings, wait)
         request.state.principal = principal
         return principal
 

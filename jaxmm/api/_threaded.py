@@ -92,6 +92,9 @@ class ViewSnapshots:
             ``positions``, ``events``).
         interval_s: the safety-net refresh period (s, finite > 0) for changes that publish no
             event.
+        on_refresh: called (engine's loop) with the snapshot after every :meth:`refresh`,
+            the same object when nothing changed (how :class:`jaxmm.api.ApiProcess` ships
+            each new one to its process).
 
     :meth:`start` (on the engine's loop) takes the first snapshot, follows the engine's
     :data:`VIEW_EVENTS` (each burst schedules one :meth:`refresh` after the current step) and
@@ -112,11 +115,18 @@ class ViewSnapshots:
         (True, True)
     """
 
-    def __init__(self, engine: Any, *, interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        interval_s: float = 0.25,
+        on_refresh: Callable[[ViewSnapshot], Any] | None = None,
+    ) -> None:
         if not (isinstance(interval_s, int | float) and 0 < interval_s < math.inf):
             raise ValueError(f"interval_s: must be finite and > 0 (s), got {interval_s!r}")
         self.engine = engine
         self.interval_s = float(interval_s)
+        self.on_refresh = on_refresh
         self.current: ViewSnapshot | None = None
         self._pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -125,6 +135,12 @@ class ViewSnapshots:
     def refresh(self) -> ViewSnapshot:
         """Take a snapshot now (engine's loop): quotes rebuilt only when the engine's
         ``quotes_version`` moved, positions kept as the same object when equal."""
+        snap = self._take()
+        if self.on_refresh is not None:
+            self.on_refresh(snap)
+        return snap
+
+    def _take(self) -> ViewSnapshot:
         self._pending = False
         e, old = self.engine, self.current
         version = e.quotes_version()
@@ -267,22 +283,33 @@ def make_front_app(main: Any, views: ViewSnapshots, engine_loop: Any) -> _Front:
     """The API thread's app over ``main`` (a :func:`jaxmm.api.create_app` app on
     ``engine_loop``): the view routes are ``main``'s own, over the snapshot, with the same
     settings, rate limiter and token check; everything else is ``main`` on ``engine_loop``."""
+    state = main.state
+    # one rate limit per subject across both threads: the main app's limiter
+    local = view_app(_SnapshotEngine(state.engine, views), state.settings, state.limiter)
+    return _Front(local, main, engine_loop, views)
+
+
+def view_app(engine: Any, settings: Any, limiter: Any) -> Any:
+    """A FastAPI app with only the main router's own view routes (:data:`VIEW_PATHS`, GET)
+    over ``engine`` (a read-only facade: ``config``, ``quotes``, ``quotes_version``,
+    ``positions``, ``positions_version``), with ``settings``' auth, error shape and CORS and
+    ``limiter`` for the per-subject rate limit."""
     from fastapi import FastAPI
 
     from ._app import _shell
+    from ._auth import verifier
     from ._routes import ApiContext, router
 
-    state = main.state
     local = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     for route in router.routes:
         if getattr(route, "path", None) in VIEW_PATHS and "GET" in getattr(route, "methods", ()):
             local.router.routes.append(route)
-    local.state.settings = state.settings
-    local.state.limiter = state.limiter  # one rate limit per subject across both threads
-    local.state.auth_verify = state.auth_verify
-    local.state.ctx = ApiContext(engine=_SnapshotEngine(state.engine, views))
-    _shell(local, state.settings, warn=False)
-    return _Front(local, main, engine_loop, views)
+    local.state.settings = settings
+    local.state.limiter = limiter
+    local.state.auth_verify = verifier(settings)
+    local.state.ctx = ApiContext(engine=engine)
+    _shell(local, settings, warn=False)
+    return local
 
 
 def uvicorn_server(app: Any) -> Any:
@@ -353,6 +380,29 @@ def _goes_to_engine(first: bytes) -> bool:
         return False
     path = first[4:].split(b" ", 1)[0]
     return path == WS_PATH or path.startswith(WS_PATH + b"?")
+
+
+async def accept_forever(sock: socket.socket, handle: Callable[[socket.socket], Any]) -> None:
+    """Accept connections on the listening ``sock`` until cancelled, each handed to the
+    coroutine ``handle(conn)`` in a task of its own (cancelled with this). An accept error
+    (out of descriptors, a connection reset before accept) is logged and retried after 0.1 s:
+    it never ends the loop."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task] = set()
+    try:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                log.warning("accept failed (%s); retrying in 0.1 s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            t = loop.create_task(handle(conn))
+            pending.add(t)
+            t.add_done_callback(pending.discard)
+    finally:
+        for t in pending:
+            t.cancel()
 
 
 def _protocol_factory(server: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
@@ -457,22 +507,7 @@ class ApiThread:
             self._ready.set()
 
     async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Task] = set()
-        try:
-            while True:
-                try:
-                    conn, _ = await loop.sock_accept(self.sock)
-                except OSError as exc:  # out of descriptors, a connection reset before accept
-                    log.warning("accept failed (%s); retrying in 0.1 s", exc)
-                    await asyncio.sleep(0.1)
-                    continue
-                t = loop.create_task(self._route(conn))
-                pending.add(t)
-                t.add_done_callback(pending.discard)
-        finally:
-            for t in pending:
-                t.cancel()
+        await accept_forever(self.sock, self._route)
 
     async def _route(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()

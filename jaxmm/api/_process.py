@@ -1,0 +1,543 @@
+"""Serve the API from a process of its own, so the engine's Python never holds up a REST read.
+
+:class:`jaxmm.api.ApiThread` moves the API to a second thread, but both threads still share
+one interpreter: each request waits for the engine thread to hand over the GIL (up to one
+switch interval per system call) and is stopped by every garbage collection of the engine's
+heap. :class:`ApiProcess` runs the same front in a child process (:func:`main`) that
+shares nothing with the engine but a listening socket and two local socket pairs:
+
+- **The listening socket** is inherited by the API process, which accepts every connection and
+  reads (without taking them) its first bytes, exactly as the API thread does.
+- **A WebSocket handshake for** ``/api/v1/mm/ws`` is handed, with its whole connection, to the
+  engine's process (``SCM_RIGHTS`` over a ``SOCK_SEQPACKET`` pair) and served there by a uvicorn
+  server on the engine's loop: each event's frame is still written to every subscriber inside
+  the engine's ``publish`` (docs/events.md).
+- **Reads of the views** (``GET /api/v1/mm/quotes`` and ``/mm/positions``) are answered in the
+  API process by the main router's own routes over a :class:`~jaxmm.api.ViewSnapshots`
+  snapshot that the engine ships (pickled, length-prefixed, over a stream pair) whenever a
+  refresh changed it, or the engine's configuration changed.
+- **Every other request** is forwarded over a Unix socket (in a private temporary directory) to
+  the main :func:`jaxmm.api.create_app` app served on the engine's loop, and its answer relayed
+  back. A changing request (not GET/HEAD/OPTIONS) refreshes the views before its response
+  starts and says in a header which snapshot holds the change: the API process answers only
+  once it has that snapshot (read-your-writes, as with the API thread).
+- **Auth, errors, CORS** are the main app's, on both sides. The per-subject **rate limit** is
+  counted once, in the API process, for every request whose token is valid (the engine's app
+  does not count requests that came through it); so a request the route then refuses for its
+  scope (403) or an unknown path (404) also counts there.
+- A WebSocket opened on a connection that already carried HTTP requests is refused (403): open
+  the stream on a connection of its own, as browsers and WebSocket clients do.
+
+Stopping: the engine's side closes the snapshot stream; the API process stops accepting,
+finishes what it serves (uvicorn's graceful timeout, while the engine still answers forwarded
+requests) and exits; the engine's side then stops its two servers. The API process also exits
+when the engine's process dies (the stream ends), and :meth:`ApiProcess.wait` ends (raising)
+when the API process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request, Response
+
+from ._auth import RATE_COUNTED
+from ._threaded import (
+    ViewSnapshot,
+    ViewSnapshots,
+    _first_bytes,
+    _goes_to_engine,
+    _protocol_factory,
+    _SnapshotEngine,
+    accept_forever,
+    uvicorn_server,
+    view_app,
+)
+
+__all__ = ["ApiProcess", "SERIAL_HEADER"]
+
+log = logging.getLogger(__name__)
+
+SERIAL_HEADER = "x-jaxmm-view-serial"
+"""Response header (engine to API process only, never to a client): the number of the
+snapshot that holds a change's effect."""
+
+_ENTRY = "from jaxmm.api._process import main; main()"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LEN = struct.Struct("!I")
+# request headers not forwarded (hop-by-hop, RFC 9110 7.6.1; the length is recomputed)
+_REQ_DROP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
+     b"proxy-connection", b"content-length"}
+)  # fmt: skip
+# answer headers not relayed: hop-by-hop, the length (recomputed), what the API process's own
+# server and middleware set again (date, server, CORS, the local-mode header) and the serial
+_RESP_DROP = _REQ_DROP | {
+    b"date", b"server", b"vary", b"x-jaxmm-auth", SERIAL_HEADER.encode(),
+}  # fmt: skip
+
+
+def _frame(obj: Any) -> bytes:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(payload)) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next object on the stream; raises ``asyncio.IncompleteReadError`` at its end."""
+    (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
+    return pickle.loads(await reader.readexactly(n))
+
+
+class _Internal:
+    """The main app as the engine's process serves it to the API process (over the Unix
+    socket): rate limit already counted; a changing request ships the views before its
+    response starts and names the snapshot in :data:`SERIAL_HEADER`."""
+
+    def __init__(self, main: Any, owner: ApiProcess) -> None:
+        self.main = main
+        self.owner = owner
+
+    @property
+    def state(self) -> Any:
+        return self.main.state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.main(scope, receive, send)  # lifespan is off; nothing else is sent here
+            return
+        owner = self.owner
+        owner.proxied += 1
+        scope = {**scope, RATE_COUNTED: True}
+        if scope["method"] in _READS:
+            await self.main(scope, receive, send)
+            return
+
+        async def send_synced(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                owner.views.refresh()  # the change is shipped before its answer
+                header = (SERIAL_HEADER.encode(), str(owner.serial).encode())
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.main(scope, receive, send_synced)
+
+
+class ApiProcess:
+    """The API served from a process of its own (module docstring): the same routing as
+    :class:`jaxmm.api.ApiThread`, with the views answered and every connection accepted in a
+    child process, and the event stream and every other request on the engine's loop.
+
+    Args:
+        main: a :func:`jaxmm.api.create_app` app (its engine, settings, store).
+        sock: a listening, non-blocking TCP socket (:func:`jaxmm._live.bind_socket`); shared
+            with the API process, not closed here.
+        server_factory: makes the engine's two uvicorn servers (default
+            :func:`jaxmm.api.uvicorn_server`).
+        snapshot_interval_s: the views' safety-net refresh period (s, finite > 0).
+        first_bytes_timeout_s: how long the API process waits for a new connection's request
+            line before closing it (s).
+        start_timeout_s: how long :meth:`start` waits for the API process (its imports).
+
+    Call :meth:`start`, :meth:`wait` and :meth:`stop` on the engine's loop. ``routed["stream"]``
+    counts the stream connections handed over, :attr:`proxied` the requests run for the API
+    process, :attr:`serial` the snapshots shipped.
+
+    Example:
+        >>> import asyncio, httpx
+        >>> from jaxmm._live import bind_socket
+        >>> from jaxmm.api import ApiSettings, create_app
+        >>> from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker
+        >>> async def demo():
+        ...     mm = OptionsMarketMaker(MarketMakerConfig.demo())
+        ...     await mm.start()
+        ...     sock, _ = bind_socket("127.0.0.1", 0)
+        ...     api = ApiProcess(create_app(mm, settings=ApiSettings(auth_disabled=True)), sock)
+        ...     await api.start()
+        ...     url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
+        ...     async with httpx.AsyncClient(base_url=url) as client:
+        ...         rows = (await client.get("/mm/quotes")).json()
+        ...         health = (await client.get("/health")).json()["status"]
+        ...     await api.stop()
+        ...     sock.close()
+        ...     await mm.stop()
+        ...     return rows == mm.quotes(), health, api.proxied, api.process.returncode
+        >>> asyncio.run(demo())
+        (True, 'ok', 1, 0)
+    """
+
+    def __init__(
+        self,
+        main: Any,
+        sock: socket.socket,
+        server_factory: Callable[[Any], Any] | None = None,
+        *,
+        snapshot_interval_s: float = 0.25,
+        first_bytes_timeout_s: float = 10.0,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.main = main
+        self.sock = sock
+        self.engine = main.state.engine
+        self.views = ViewSnapshots(
+            self.engine, interval_s=snapshot_interval_s, on_refresh=self._ship
+        )
+        self.first_bytes_timeout_s = float(first_bytes_timeout_s)
+        self.start_timeout_s = float(start_timeout_s)
+        self._server_factory = server_factory or uvicorn_server
+        self.stream_server: Any = None  # the engine loop's: stream connections handed over
+        self.internal_server: Any = None  # the engine loop's: requests forwarded to it
+        self.process: subprocess.Popen | None = None
+        self.routed = {"stream": 0}
+        self.proxied = 0
+        self.serial = 0
+        self._shipped: tuple[Any, Any] = (None, None)  # (snapshot, config) last shipped
+        self._writer: asyncio.StreamWriter | None = None
+        self._handoff: socket.socket | None = None
+        self._ready = asyncio.Event()
+        self._gone = asyncio.Event()  # the API process closed its end
+        self._dir: str | None = None
+        self._stream_task: asyncio.Task | None = None
+        self._internal_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ snapshots
+    def _ship(self, snap: ViewSnapshot) -> None:
+        """ViewSnapshots hook (engine's loop): send a snapshot that changed, with the
+        configuration when that changed too."""
+        config = self.engine.config
+        last_snap, last_config = self._shipped
+        if self._writer is None or (snap is last_snap and config is last_config):
+            return
+        self.serial += 1
+        self._shipped = (snap, config)
+        self._writer.write(_frame((self.serial, snap, None if config is last_config else config)))
+
+    # ------------------------------------------------------------------ handed-over streams
+    def _on_handoff(self) -> None:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._handoff, 16, 4)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data and not fds:  # the API process is gone
+                self._loop.remove_reader(self._handoff.fileno())
+                self._gone.set()
+                return
+            if data == b"R":
+                self._ready.set()
+            for fd in fds:
+                self.routed["stream"] += 1
+                task = self._loop.create_task(self._adopt(socket.socket(fileno=fd)))
+                self._tasks.append(task)
+                task.add_done_callback(self._tasks.remove)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(_protocol_factory(self.stream_server, loop), conn)
+        except Exception:  # this connection only
+            log.warning("a stream connection could not be adopted", exc_info=True)
+            conn.close()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def _serve(self, server: Any, sockets: list[socket.socket]) -> asyncio.Task:
+        task = asyncio.create_task(server.serve(sockets=sockets))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # raises why it did not start
+            raise RuntimeError("server: an engine-side server did not start")
+        return task
+
+    async def start(self) -> None:
+        """Start the engine's two servers and the API process, ship the first snapshot, and
+        wait until the API process accepts; raises why something did not start (everything
+        started is stopped again)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="jaxmm-api-")  # mode 0700: this user only
+        path = os.path.join(self._dir, "engine.sock")
+        uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        uds.bind(path)
+        uds.listen(128)
+        uds.setblocking(False)
+        self.internal_server = self._server_factory(_Internal(self.main, self))
+        self._internal_task = await self._serve(self.internal_server, [uds])
+        self.stream_server = self._server_factory(self.main)
+        self._stream_task = await self._serve(self.stream_server, [])
+
+        snap_engine, snap_api = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._handoff, hand_api = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._handoff.setblocking(False)
+        fds = (self.sock.fileno(), snap_api.fileno(), hand_api.fileno())
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _ENTRY, *map(str, fds)], pass_fds=fds, close_fds=True
+            )
+        finally:
+            snap_api.close()
+            hand_api.close()
+        _, self._writer = await asyncio.open_unix_connection(sock=snap_engine)
+        self._writer.write(_frame((self.main.state.settings, path, self.first_bytes_timeout_s)))
+        self._loop.add_reader(self._handoff.fileno(), self._on_handoff)
+        self.views.start()  # the first snapshot (and the configuration) shipped
+        ready = asyncio.ensure_future(self._ready.wait())
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait({ready, gone}, timeout=self.start_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            ready.cancel()
+            gone.cancel()
+        if not self._ready.is_set():
+            rc = self.process.poll()
+            raise RuntimeError(
+                "server: the API process did not start "
+                + (f"(exit code {rc})" if rc is not None else "(timed out)")
+            )
+
+    async def wait(self) -> None:
+        """Until the API process exits or an engine-side server ends; raises if the API
+        process exited without being asked to, or a server failed."""
+        waiters: list[asyncio.Future] = [asyncio.ensure_future(self._gone.wait())]
+        waiters += [t for t in (self._stream_task, self._internal_task) if t is not None]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiters[0].cancel()
+        for t in waiters[1:]:
+            if t.done():
+                t.result()  # its error, if it failed
+        if self._gone.is_set() and not self._stopping:
+            rc = await asyncio.to_thread(self._reap, 5.0)
+            raise RuntimeError(f"server: the API process ended on its own (exit code {rc})")
+
+    def _reap(self, timeout_s: float) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("the API process did not exit in %.0f s; killing it", timeout_s)
+            self.process.kill()
+            return self.process.wait()
+
+    async def stop(self) -> None:
+        """Let the API process drain and exit (the engine still answers what it forwards),
+        then stop the engine's servers and the snapshots; idempotent."""
+        self._stopping = True
+        if self._writer is not None:
+            self._writer.close()  # end of the stream: the API process stops
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+            self._writer = None
+        if self.process is not None:
+            await asyncio.to_thread(self._reap, 15.0)
+        if self._handoff is not None:
+            with contextlib.suppress(ValueError, RuntimeError):
+                self._loop.remove_reader(self._handoff.fileno())
+            self._handoff.close()
+            self._handoff = None
+        for server in (self.stream_server, self.internal_server):
+            if server is not None:
+                server.should_exit = True
+        for task in (self._stream_task, self._internal_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.views._loop is not None:  # started
+            self.views.stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+# ---------------------------------------------------------------------- the API process ----
+
+
+class _RemoteViews:
+    """The API process's copy of the engine's views: the latest snapshot and configuration
+    shipped, and its number; :meth:`at_least` waits for a given number."""
+
+    def __init__(self) -> None:
+        self.current: ViewSnapshot | None = None
+        self.config: Any = None
+        self.serial = 0
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+
+    def apply(self, message: tuple[int, ViewSnapshot, Any]) -> None:
+        serial, snap, config = message
+        self.current = snap
+        if config is not None:
+            self.config = config
+        self.serial = serial
+        keep = []
+        for n, fut in self._waiters:
+            if n <= serial:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((n, fut))
+        self._waiters = keep
+
+    async def at_least(self, serial: int, timeout_s: float) -> None:
+        if self.serial >= serial:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((serial, fut))
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            log.warning("snapshot %d did not arrive in %.1f s; answering anyway", serial,
+                        timeout_s)  # fmt: skip
+
+
+def front_app(views: _RemoteViews, settings: Any, uds_path: str) -> Any:
+    """The API process's app: the view routes over ``views``, then one catch-all route that
+    forwards everything else to the engine's process over ``uds_path``."""
+    import httpx
+
+    from ._auth import TokenBucketLimiter, rate_limited, subject_of
+
+    limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app = view_app(_SnapshotEngine(views, views), settings, limiter)
+    client = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=uds_path), base_url="http://engine", timeout=None
+    )
+    app.state.client = client
+
+    async def forward(request: Request) -> Response:
+        subject = subject_of(settings, request.headers.get("authorization"))
+        if subject is not None:
+            wait = limiter.acquire(subject)
+            if wait > 0:
+                raise rate_limited(settings, wait)
+        scope = request.scope
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
+        upstream = await client.send(
+            client.build_request(
+                request.method,
+                target.decode("latin-1"),
+                headers=[(k, v) for k, v in request.headers.raw if k not in _REQ_DROP],
+                content=await request.body(),
+            ),
+            stream=True,
+        )
+        try:
+            body = b"".join([chunk async for chunk in upstream.aiter_raw()])
+        finally:
+            await upstream.aclose()
+        serial = upstream.headers.get(SERIAL_HEADER)
+        if serial is not None:
+            await views.at_least(int(serial), 5.0)  # read-your-writes
+        response = Response(status_code=upstream.status_code)
+        length = upstream.headers.get("content-length") if request.method == "HEAD" else None
+        response.body = body
+        response.raw_headers = [
+            *((k, v) for k, v in upstream.headers.raw if k.lower() not in _RESP_DROP),
+            (b"content-length", (length or str(len(body))).encode()),
+        ]
+        return response
+
+    app.add_api_route(
+        "/{path:path}",
+        forward,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
+    )
+    return app
+
+
+async def _api_process(listen_fd: int, snap_fd: int, handoff_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    listener = socket.socket(fileno=listen_fd)
+    listener.setblocking(False)
+    handoff = socket.socket(fileno=handoff_fd)
+    handoff.setblocking(False)
+    reader, _writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=snap_fd))
+    settings, uds_path, first_bytes_timeout_s = await _read_frame(reader)
+    views = _RemoteViews()
+    views.apply(await _read_frame(reader))
+    app = front_app(views, settings, uds_path)
+    server = uvicorn_server(app)
+    # what start-up left (the imported modules, the app) is never collected again: a full
+    # collection then walks only what serving allocates (as the engine does, gc_freeze)
+    gc.collect()
+    gc.freeze()
+
+    async def follow() -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                views.apply(await _read_frame(reader))
+
+    async def route(conn: socket.socket) -> None:
+        try:
+            first = await _first_bytes(conn, first_bytes_timeout_s)
+            if not first:
+                conn.close()
+            elif _goes_to_engine(first):
+                socket.send_fds(handoff, [b"F"], [conn.fileno()])
+                conn.close()  # the engine's process holds it now
+            else:
+                await loop.connect_accepted_socket(_protocol_factory(server, loop), conn)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except Exception:  # this connection only
+            log.warning("a connection could not be handed to its server", exc_info=True)
+            conn.close()
+
+    serving = asyncio.create_task(server.serve(sockets=[]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if serving.done():
+        serving.result()
+        return
+    following = asyncio.create_task(follow())
+    accepting = asyncio.create_task(accept_forever(listener, route))
+    handoff.send(b"R")
+    try:
+        await asyncio.wait({following, serving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        accepting.cancel()  # stop accepting, then drain what is being served
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await accepting
+        await serving
+        following.cancel()
+        await app.state.client.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the API process (``python -c`` :data:`_ENTRY` ``LISTEN SNAPSHOTS
+    HANDOFF``: three inherited descriptors; started by :class:`ApiProcess`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine's process decides when to stop
+    logging.basicConfig(level=logging.WARNING)
+    listen_fd, snap_fd, handoff_fd = (int(a) for a in (argv or sys.argv[1:]))
+    asyncio.run(_api_process(listen_fd, snap_fd, handoff_fd))
