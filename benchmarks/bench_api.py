@@ -148,7 +148,7 @@ def _add_markers(app, ws_rate: float) -> asyncio.Task:
 
 
 def _switch_interval(args) -> float | None:
-    if not args.live or args.single_loop:
+    if not args.live or args.single_loop or args.api_process:
         return None
     from jaxmm._live import API_SWITCH_INTERVAL_S
 
@@ -159,6 +159,8 @@ def _live_kwargs() -> dict:
     """``run_live`` options from the environment (set by ``main`` from the command line)."""
     mode = os.environ.get("JAXMM_BENCH_API_THREAD", "1")
     out: dict = {"api_thread": mode == "1"}
+    if os.environ.get("JAXMM_BENCH_API_PROCESS") == "1":
+        out["api_process"] = True
     if os.environ.get("JAXMM_BENCH_SWITCH_S"):
         out["switch_interval_s"] = float(os.environ["JAXMM_BENCH_SWITCH_S"])
     return out
@@ -278,34 +280,66 @@ async def _seed_positions(app, secret: str, orders: int = 24) -> None:
 
 
 class _Http:
-    """One keep-alive HTTP/1.1 connection: GET with a bearer token, read a Content-Length body."""
+    """One keep-alive HTTP/1.1 connection: GET with a bearer token, read a Content-Length body.
+    Each read is stamped with the kernel's receive time of its data (``SO_TIMESTAMPNS``, as the
+    WebSocket client does): :attr:`arrived_ns` is that time for the segment that completed the
+    last response, free of this process's own wake-up and parsing."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str):
-        self.r, self.w, self.token = reader, writer, token
+    def __init__(self, sock: socket.socket, token: str):
+        self.sock, self.token = sock, token
+        self.buf = bytearray()
+        self.arrived_ns = 0
 
     @classmethod
     async def open(cls, port: int, token: str) -> _Http:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        return cls(r, w, token)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        return cls(sock, token)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(1 << 17, ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                ready = loop.create_future()
+                loop.add_reader(self.sock.fileno(), ready.set_result, None)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(self.sock.fileno())
+                continue
+            if not data:
+                raise RuntimeError("http client: connection closed by the server")
+            self.buf += data
+            self.arrived_ns = _kernel_ns(anc)
+            return
 
     async def get(self, path: str) -> bytes:
-        self.w.write(
+        self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.token}\r\n"
             "Accept: application/json\r\n\r\n".encode()
-        )
-        head = await self.r.readuntil(b"\r\n\r\n")
+        )  # a few hundred bytes into an empty send buffer: never blocks
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            await self._read()
+        head = bytes(self.buf[:end])
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n"):
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
-        body = await self.r.readexactly(length)
+        while len(self.buf) < end + 4 + length:
+            await self._read()
+        body = bytes(self.buf[end + 4 : end + 4 + length])
+        del self.buf[: end + 4 + length]
         if status != 200 or body[:1] != b"[":
             raise RuntimeError(f"GET {path}: HTTP {status}: {body[:200]!r} (want 200, a list)")
         return body
 
     def close(self) -> None:
-        self.w.close()
+        self.sock.close()
 
 
 async def _rest_fixed_rate(port: int, token: str, path: str, rate: float, seconds: float) -> dict:
@@ -320,15 +354,21 @@ async def _rest_fixed_rate(port: int, token: str, path: str, rate: float, second
     lat_ready: list[float] = []  # from when this process was ready to send (see below)
     bodies: list[int] = []
 
-    async def one(t_sched: float, t_ready: float) -> None:
+    # from ready to the response's arrival in this process's socket (the kernel's receive
+    # time): what is left when this process's own wake-up and parsing are taken out too
+    lat_wire: list[float] = []
+
+    async def one(t_sched: float, t_ready: float, wall_ready_ns: int) -> None:
         conn = await idle.get()  # waiting for a free connection is the server's doing: counted
         try:
             body = await conn.get(path)
+            arrived = conn.arrived_ns
         finally:
             idle.put_nowait(conn)
         t = time.perf_counter()
         lat.append((t - t_sched) * 1e3)
         lat_ready.append((t - t_ready) * 1e3)
+        lat_wire.append((arrived - wall_ready_ns) / 1e6)
         bodies.append(len(body))
 
     loop = asyncio.get_running_loop()
@@ -347,9 +387,11 @@ async def _rest_fixed_rate(port: int, token: str, path: str, rate: float, second
             delay = t_sched - time.perf_counter()
         if delay > 0:
             await loop.run_in_executor(timer, time.sleep, delay)
-        t_ready = max(t_sched, time.perf_counter())
+        now, wall = time.perf_counter(), time.time_ns()
+        t_ready = max(t_sched, now)
         late.append((t_ready - t_sched) * 1e3)
-        tasks.append(asyncio.create_task(one(t_sched, t_ready)))
+        wall_ready = wall - int((now - t_ready) * 1e9)
+        tasks.append(asyncio.create_task(one(t_sched, t_ready, wall_ready)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
     timer.shutdown()
@@ -366,6 +408,8 @@ async def _rest_fixed_rate(port: int, token: str, path: str, rate: float, second
         "max_ms": max(lat),
         "ready_p50_ms": _pct(lat_ready, 0.50),
         "ready_p99_ms": _pct(lat_ready, 0.99),
+        "wire_p50_ms": _pct(lat_wire, 0.50),
+        "wire_p99_ms": _pct(lat_wire, 0.99),
         "send_late_p50_ms": _pct(late, 0.50),
         "send_late_p99_ms": _pct(late, 0.99),
         "body_bytes": int(sum(bodies) / len(bodies)),
@@ -839,6 +883,12 @@ def main() -> None:
         "instead of its own thread; writes results/api_live_single.json and .md",
     )
     p.add_argument(
+        "--api-process",
+        action="store_true",
+        help="with --live: the API from a process of its own (run_live(api_process=True)); "
+        "writes results/api_live_process.json and .md",
+    )
+    p.add_argument(
         "--switch-interval",
         type=float,
         default=None,
@@ -874,8 +924,10 @@ def main() -> None:
     from jaxmm.api import mint_token
 
     rates = [float(x) for x in args.ws_rates.split(",")] if args.ws_rates else [args.ws_rate]
-    if (args.single_loop or args.switch_interval is not None) and not args.live:
-        raise SystemExit("--single-loop and --switch-interval need --live")
+    if (args.single_loop or args.api_process or args.switch_interval is not None) and not args.live:
+        raise SystemExit("--single-loop, --api-process and --switch-interval need --live")
+    if args.single_loop and args.api_process:
+        raise SystemExit("--single-loop and --api-process are two different layouts: pick one")
     if args.live and args.fanout_workers:
         raise SystemExit("--fanout-workers is not available with --live")
     secret = secrets.token_urlsafe(48)
@@ -940,7 +992,8 @@ def main() -> None:
         "ws_impl": args.ws_impl,
         "ws_client": args.ws_client,
         "live_engine": args.live,
-        "api_thread": bool(args.live and not args.single_loop),
+        "api_thread": bool(args.live and not args.single_loop and not args.api_process),
+        "api_process": bool(args.live and args.api_process),
         "switch_interval_s": _switch_interval(args),
         "ws_server_us_per_subscriber_event": marginal["server"],
         "ws_client_us_per_subscriber_event": marginal["client"],
@@ -961,7 +1014,11 @@ def main() -> None:
     if args.no_write:
         return
     RESULTS.mkdir(exist_ok=True)
-    name = ("api_live_single" if args.single_loop else "api_live") if args.live else "api"
+    name = "api"
+    if args.live:
+        name = {(True, False): "api_live_single", (False, True): "api_live_process"}.get(
+            (args.single_loop, args.api_process), "api_live"
+        )
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / f"{name}.md").write_text(_markdown(args, result, by_rate, fanout) + "\n")
 
@@ -980,6 +1037,10 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
             + (
                 "the API on the engine's event loop, `--single-loop`)"
                 if args.single_loop
+                else "the API from a process of its own, `--api-process`: connections accepted "
+                "and views answered there from snapshots, the event stream and other requests "
+                "in the engine's process)"
+                if args.api_process
                 else "the API on its own thread and event loop, views from snapshots, "
                 f"thread switch interval {_switch_interval(args) * 1e3:g} ms)"
             )
@@ -1074,7 +1135,8 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
         me.append("--deflate")
     if args.live:  # run_live binds host:port itself: hand it the port of a closed socket
         sock.close()
-        env = dict(env, JAXMM_BENCH_API_THREAD="0" if args.single_loop else "1")
+        env = dict(env, JAXMM_BENCH_API_THREAD="0" if args.single_loop else "1",
+                   JAXMM_BENCH_API_PROCESS="1" if args.api_process else "0")  # fmt: skip
         if args.switch_interval is not None:
             env["JAXMM_BENCH_SWITCH_S"] = repr(args.switch_interval)
         server = subprocess.Popen(me + ["--_serve-live", str(port)], env=env)
