@@ -81,6 +81,7 @@ WS_RATES = (20.0, 200.0, 1000.0)  # marker events/s of the WebSocket scenarios (
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS is the same
 ANC_SIZE = socket.CMSG_SPACE(16)  # room for one struct timespec
 PUBLISH_TIMES_PATH = "/bench/publish-times"  # added to the bench server's app only
+REFRESH_RESET_PATH = "/bench/refresh-reset"  # --live: restart the engine's refresh latencies
 
 
 def _median_tree(runs: list) -> object:
@@ -183,11 +184,23 @@ async def _serve_live(port: int, ws_rate: float) -> None:
         seconds=None,
         settings=settings,
         port=port,
-        on_ready=lambda session: tasks.append(_add_markers(session.app, ws_rate)),
+        on_ready=lambda session: tasks.append(_add_live_routes(session, ws_rate)),
         **_live_kwargs(),
     )
     for t in tasks:
         t.cancel()
+
+
+def _add_live_routes(session, ws_rate: float) -> asyncio.Task:
+    """The markers, and ``REFRESH_RESET_PATH``: forget the engine's refresh latencies so far
+    (``GET /api/v1/mm/stats`` then reports those since)."""
+
+    async def refresh_reset() -> list:
+        session.engine.latency.reset("refresh")
+        return []
+
+    session.app.add_api_route(REFRESH_RESET_PATH, refresh_reset, methods=["GET"])
+    return _add_markers(session.app, ws_rate)
 
 
 async def _serve(fd: int, ws_rate: float, no_deflate: bool, ws_impl: str) -> None:
@@ -317,7 +330,7 @@ class _Http:
             self.arrived_ns = _kernel_ns(anc)
             return
 
-    async def get(self, path: str) -> bytes:
+    async def get(self, path: str, expect: bytes = b"[") -> bytes:
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.token}\r\n"
             "Accept: application/json\r\n\r\n".encode()
@@ -334,8 +347,8 @@ class _Http:
             await self._read()
         body = bytes(self.buf[end + 4 : end + 4 + length])
         del self.buf[: end + 4 + length]
-        if status != 200 or body[:1] != b"[":
-            raise RuntimeError(f"GET {path}: HTTP {status}: {body[:200]!r} (want 200, a list)")
+        if status != 200 or body[:1] != expect:
+            raise RuntimeError(f"GET {path}: HTTP {status}: {body[:200]!r} (want 200, {expect!r})")
         return body
 
     def close(self) -> None:
@@ -547,6 +560,7 @@ def _ws_latency_raw(
     seconds: float,
     server_pid: int | None,
     busy: bool = False,
+    every_event: bool = False,
 ) -> dict:
     """The lean client: one ``epoll`` loop over non-blocking sockets (``busy``: it polls
     without ever sleeping); each read is stamped with the kernel's receive time of its data and
@@ -554,7 +568,9 @@ def _ws_latency_raw(
     events published after the loop started count."""
     import select
 
-    msg = json.dumps({"op": "subscribe", "types": ["alert_triggered"]}).encode()
+    # the markers only, or (every_event) everything the engine publishes
+    sub = {"op": "subscribe"} if every_event else {"op": "subscribe", "types": ["alert_triggered"]}
+    msg = json.dumps(sub).encode()
     opened = [_ws_open(port, f"/api/v1/mm/ws?token={token}", msg) for _ in range(subscribers)]
     socks = [s for s, _ in opened]
     chunks: list[list[tuple[tuple[int, int], bytes]]] = [[((0, 0), rest)] for _, rest in opened]
@@ -590,7 +606,8 @@ def _ws_latency_raw(
                 continue
             frame = json.loads(payload)
             event = frame.get("event") or {}
-            if "seq" in frame and event.get("kind") == "bench" and event["local_ts_ns"] >= start_ns:
+            wanted = every_event or event.get("kind") == "bench"
+            if "seq" in frame and wanted and event.get("local_ts_ns", 0) >= start_ns:
                 lat.append((t_kernel - event["local_ts_ns"]) / 1e6)
                 read.append((t_read - event["local_ts_ns"]) / 1e6)
                 seqs[i].append(frame["seq"])
@@ -684,6 +701,37 @@ async def _ws_latency_websockets(
     return _ws_summary(subscribers, lat, seqs, cpu0, cpu1, None, (start_ns, end_ns))
 
 
+async def _engine_impact(port: int, token: str, seconds: float, subscribers: int = 100) -> dict:
+    """``--live``: the engine's refresh latency (tick in -> orders handed to the venue, from
+    ``GET /api/v1/mm/stats``) over ``seconds`` with no stream subscriber, then over
+    ``seconds`` with ``subscribers`` subscribed to every event the engine publishes (quotes,
+    Greeks, fills, prices, hedges, markers); and those events' delivery latencies."""
+
+    async def get(path: str, expect: bytes = b"[") -> bytes:
+        http = await _Http.open(port, token)  # a new connection: the server's keep-alive
+        try:  # timeout (5 s) may have closed an idle one
+            return await http.get(path, expect)
+        finally:
+            http.close()
+
+    async def refresh_us() -> dict:
+        return json.loads(await get("/api/v1/mm/stats", b"{"))["refresh_latency_us"]
+
+    await get(REFRESH_RESET_PATH)
+    await asyncio.sleep(seconds)
+    idle = await refresh_us()
+    opened = asyncio.get_running_loop().run_in_executor(
+        None, lambda: _ws_latency_raw(port, token, subscribers, seconds, None, every_event=True)
+    )
+    await asyncio.sleep(0.5)  # subscribed by then (the reads run for `seconds`)
+    await get(REFRESH_RESET_PATH)
+    stream = await opened
+    busy = await refresh_us()
+    del stream["lat"], stream["start_ns"], stream["end_ns"]
+    return {"subscribers": subscribers, "refresh_us_no_stream": idle,
+            "refresh_us_with_stream": busy, "stream": stream}  # fmt: skip
+
+
 async def _load(
     port: int,
     token: str,
@@ -708,6 +756,8 @@ async def _load(
         "server": (many["server_cpu_ms"] - one["server_cpu_ms"]) * 1e3 / frames,
         "client": (many["client_cpu_ms"] - one["client_cpu_ms"]) * 1e3 / frames,
     }
+    if os.environ.get("JAXMM_BENCH_LIVE") == "1" and not ws_only:  # with the REST runs
+        res["engine_impact"] = await _engine_impact(port, token, seconds)
     Path(out).write_text(json.dumps(res))
 
 
@@ -969,6 +1019,8 @@ def main() -> None:
         "rest_positions_p99_ms": pos["p99_ms"],
         "rest_quotes_ready_p99_ms": q["ready_p99_ms"],
         "rest_positions_ready_p99_ms": pos["ready_p99_ms"],
+        "rest_quotes_wire_p99_ms": q["wire_p99_ms"],
+        "rest_positions_wire_p99_ms": pos["wire_p99_ms"],
         "rest_send_late_p99_ms": q["send_late_p99_ms"],
         "rest_rate_target": args.rate,
         "ws_permessage_deflate": args.deflate,
@@ -998,6 +1050,7 @@ def main() -> None:
         "ws_server_us_per_subscriber_event": marginal["server"],
         "ws_client_us_per_subscriber_event": marginal["client"],
         "ws_fanout": None if fanout is None else fanout["median"],
+        "engine_impact": res.get("engine_impact"),
         "bars": {"rest_p99_ms": 2.0, "ws_p99_ms_100_subs": 1.0, "roadmap_rest_ms": 5.0},
         "repeats": args.repeats,
         "load_avg_1min_before_each_run": first["load_before"],
@@ -1054,14 +1107,16 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
         "means the server, the load generator and other work queue for the CPU).",
         "",
         f"| REST route | items | p50 / p99 at {args.rate:g} req/s (ms) | from ready p50 / p99 "
-        "(ms) | achieved req/s | saturated req/s (8 conns) | bar p99 |",
-        "|---|---|---|---|---|---|---|",
+        "(ms) | ready to arrival p50 / p99 (ms) | achieved req/s | saturated req/s (8 conns) "
+        "| bar p99 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path, r in res["rest"].items():
         sat = res["rest_saturated"][path]["rps"]
         rows.append(
             f"| `GET {path}` | {r['items']} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} "
-            f"| {r['ready_p50_ms']:.2f} / {r['ready_p99_ms']:.2f} | "
+            f"| {r['ready_p50_ms']:.2f} / {r['ready_p99_ms']:.2f} "
+            f"| {r['wire_p50_ms']:.2f} / {r['wire_p99_ms']:.2f} | "
             f"{r['achieved_rps']:.0f} | {sat:.0f} | 2 ms |"
         )
     rows += [
@@ -1098,6 +1153,25 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
             f"| {f['workers']} x {f['subscribers_per_worker']} (Redis stream) | {f['events']} "
             f"| {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['max_ms']:.2f} | {f['in_order']} |",
         ]
+    impact = res.get("engine_impact")
+    if impact is not None:
+        a, b, w = impact["refresh_us_no_stream"], impact["refresh_us_with_stream"], impact["stream"]
+        rows += [
+            "",
+            f"The engine's cost of the stream: its refresh latency (tick in -> orders handed to "
+            f"the venue, `GET /api/v1/mm/stats`) over {args.seconds:g} s with no subscriber, then "
+            f"over {args.seconds:g} s with {impact['subscribers']} subscribers to every event it "
+            "publishes; and those events' delivery (from each event's `local_ts_ns`, set when "
+            "the engine made it, to the kernel's receive time in the subscriber's socket).",
+            "",
+            "| stream subscribers | refresh p50 / p99 (us) | refreshes | events delivered "
+            "| delivery p50 / p99 / max (ms) | in order |",
+            "|---|---|---|---|---|---|",
+            f"| 0 | {a['p50']:.0f} / {a['p99']:.0f} | {a['count']:.0f} | | | |",
+            f"| {impact['subscribers']} (every event) | {b['p50']:.0f} / {b['p99']:.0f} "
+            f"| {b['count']:.0f} | {w['samples']} | {w['p50_ms']:.3f} / {w['p99_ms']:.3f} / "
+            f"{w['max_ms']:.2f} | {w['in_order']} |",
+        ]
     rows += [
         "",
         "REST latency runs from each request's scheduled send time (open loop, no coordinated "
@@ -1112,10 +1186,19 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
             if "send_late_p99_ms" in r
         )
         + "; that part is the load generator's, not the server's; waiting for a free "
-        "connection still counts). WebSocket latency runs from "
+        'connection still counts); "ready to arrival" ends at the kernel\'s receive time of '
+        "the response's last segment in the load process's socket (`SO_TIMESTAMPNS`, as for the "
+        "WebSocket) instead of when the load process had read it. WebSocket latency runs from "
         "the marker event's `local_ts_ns` (set just before `publish`); only events published "
         "after the load process started reading count. Server us/sub/event: the server "
-        "process's CPU time (100 subscribers - 1) / (99 x events).",
+        "process's CPU time (100 subscribers - 1) / (99 x events)"
+        + (
+            " (the engine's process: with `--api-process` the frames are written by the API "
+            "process, not counted there, and **publish** is the engine's cost of shipping one "
+            "event to it)."
+            if args.api_process
+            else "."
+        ),
     ]
     return "\n".join(rows)
 
@@ -1136,7 +1219,8 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
     if args.live:  # run_live binds host:port itself: hand it the port of a closed socket
         sock.close()
         env = dict(env, JAXMM_BENCH_API_THREAD="0" if args.single_loop else "1",
-                   JAXMM_BENCH_API_PROCESS="1" if args.api_process else "0")  # fmt: skip
+                   JAXMM_BENCH_API_PROCESS="1" if args.api_process else "0",
+                   JAXMM_BENCH_LIVE="1")  # fmt: skip
         if args.switch_interval is not None:
             env["JAXMM_BENCH_SWITCH_S"] = repr(args.switch_interval)
         server = subprocess.Popen(me + ["--_serve-live", str(port)], env=env)

@@ -5,10 +5,10 @@ What is checked: the views answered by the API process are the engine's own rows
 single-loop app serving the same engine); a change made through the API is in the views before
 its response arrives (read-your-writes across the two processes); errors and authentication are
 the main app's on both sides, and the per-subject rate limit is counted once, in the API
-process; the event stream's connections are handed to the engine's process (its own sequence
-numbers, replay); a stream opened on a connection that already carried HTTP is refused; stopping
-ends the process and leaves nothing behind; a process that dies ends ``wait``. Which side
-answered is observed through the engine side's counters (``proxied``, ``routed``).
+process; the event stream served by the API process carries the engine's events (its sequence
+numbers, replay reaching back before the process started); stopping ends the process and leaves
+nothing behind; a process that dies ends ``wait``. Which side answered is observed through the
+engine side's counters (``proxied``, ``serial``, ``events``).
 """
 
 from __future__ import annotations
@@ -152,10 +152,17 @@ def test_a_rejected_change_leaves_the_views_as_they_were():
     run(main())
 
 
-def test_stream_is_handed_to_the_engines_process_and_replays():
+def test_stream_carries_the_engines_events_and_replays_from_its_history():
     async def main():
         async with serving() as s:
+            before = s.engine.events.last_seq  # published before the API process started
+            assert before > 0 and s.api.events >= before
             url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
+            async with websockets.connect(url) as ws:  # replay of what came before the start
+                await subscribe(ws, from_seq=before)  # the first sequence number wanted
+                (old,) = await recv_events(ws, 1)
+            assert old["seq"] == before
+            assert old["event"] == s.engine.events.history()[-1].model_dump(mode="json")
             async with websockets.connect(url) as ws:
                 ack = await subscribe(ws, types=["price_updated"])
                 assert ack["type"] == "subscribed"
@@ -164,18 +171,17 @@ def test_stream_is_handed_to_the_engines_process_and_replays():
                     assert r.status_code == 200
                 got = await recv_events(ws, 2)
             hist = [ev for ev in s.engine.events.history() if ev.type == "price_updated"][-2:]
-            assert [f["seq"] for f in got] == [ev.seq for ev in hist]
+            assert [f["seq"] for f in got] == [ev.seq for ev in hist]  # the engine's numbers
             assert [f["event"]["price"] for f in got] == [101.0, 102.0]
             async with websockets.connect(url) as ws:  # reconnect: replay from last seen + 1
                 await subscribe(ws, types=["price_updated"], from_seq=got[0]["seq"] + 1)
                 again = await recv_events(ws, 1)
             assert again[0]["seq"] == got[1]["seq"] and again[0]["event"] == got[1]["event"]
-            assert s.api.routed == {"stream": 2}
 
     run(main())
 
 
-def test_a_stream_opened_on_an_http_connection_is_refused():
+def test_a_stream_opened_on_an_http_connection_is_served_too():
     async def main():
         async with serving() as s:
             r, w = await asyncio.open_connection("127.0.0.1", s.port)
@@ -194,8 +200,8 @@ def test_a_stream_opened_on_an_http_connection_is_refused():
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode()
             )
             head = await r.readuntil(b"\r\n\r\n")
-            assert b" 403 " in head.split(b"\r\n")[0], head
-            assert s.api.routed == {"stream": 0}
+            assert b" 101 " in head.split(b"\r\n")[0], head
+            assert s.api.proxied == 1  # /health; the stream is the API process's own
             w.close()
             with contextlib.suppress(OSError):
                 await w.wait_closed()
@@ -212,7 +218,7 @@ def test_stop_ends_the_process_and_leaves_nothing_behind():
             assert os.path.isdir(folder)
         assert s.api.process.returncode == 0
         assert not os.path.exists(folder)
-        assert len(s.engine.events._callbacks) == len(own) - 1  # the views' callback went
+        assert len(s.engine.events._callbacks) == len(own) - 2  # the views' and the shipper
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as c:
                 await c.get(f"http://127.0.0.1:{s.port}/api/v1/health")

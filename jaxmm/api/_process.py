@@ -1,21 +1,25 @@
-"""Serve the API from a process of its own, so the engine's Python never holds up a REST read.
+"""Serve the API from a process of its own: the engine's process only trades.
 
 :class:`jaxmm.api.ApiThread` moves the API to a second thread, but both threads still share
 one interpreter: each request waits for the engine thread to hand over the GIL (up to one
 switch interval per system call) and is stopped by every garbage collection of the engine's
-heap. :class:`ApiProcess` runs the same front in a child process (:func:`main`) that
-shares nothing with the engine but a listening socket and two local socket pairs:
+heap; and the event stream's frames are written to every subscriber inside the engine's
+``publish``, on the engine's loop. :class:`ApiProcess` runs the service in a child process
+(:func:`main`) that shares nothing with the engine but the listening socket, one stream pair
+and one Unix socket:
 
-- **The listening socket** is inherited by the API process, which accepts every connection and
-  reads (without taking them) its first bytes, exactly as the API thread does.
-- **A WebSocket handshake for** ``/api/v1/mm/ws`` is handed, with its whole connection, to the
-  engine's process (``SCM_RIGHTS`` over a ``SOCK_SEQPACKET`` pair) and served there by a uvicorn
-  server on the engine's loop: each event's frame is still written to every subscriber inside
-  the engine's ``publish`` (docs/events.md).
+- **The listening socket** is inherited by the API process, whose uvicorn accepts every
+  connection.
+- **The engine ships, in order, over the stream pair** (pickled, length-prefixed): every event
+  it publishes, as it publishes it (its history first, at start), and a
+  :class:`~jaxmm.api.ViewSnapshots` snapshot of the quote and position views whenever a refresh
+  changed it or the engine's configuration changed. Shipping an event costs the engine one
+  local write, however many clients subscribe.
+- **The event stream** (``/api/v1/mm/ws``) is served in the API process from a
+  :class:`~jaxmm.api.RelayBroadcaster` fed with those events: the engine's own sequence numbers,
+  replay, heartbeats, the slow-client cut-off, the direct write path (docs/events.md).
 - **Reads of the views** (``GET /api/v1/mm/quotes`` and ``/mm/positions``) are answered in the
-  API process by the main router's own routes over a :class:`~jaxmm.api.ViewSnapshots`
-  snapshot that the engine ships (pickled, length-prefixed, over a stream pair) whenever a
-  refresh changed it, or the engine's configuration changed.
+  API process by the main router's own routes over the latest snapshot.
 - **Every other request** is forwarded over a Unix socket (in a private temporary directory) to
   the main :func:`jaxmm.api.create_app` app served on the engine's loop, and its answer relayed
   back. A changing request (not GET/HEAD/OPTIONS) refreshes the views before its response
@@ -25,14 +29,12 @@ shares nothing with the engine but a listening socket and two local socket pairs
   counted once, in the API process, for every request whose token is valid (the engine's app
   does not count requests that came through it); so a request the route then refuses for its
   scope (403) or an unknown path (404) also counts there.
-- A WebSocket opened on a connection that already carried HTTP requests is refused (403): open
-  the stream on a connection of its own, as browsers and WebSocket clients do.
 
-Stopping: the engine's side closes the snapshot stream; the API process stops accepting,
-finishes what it serves (uvicorn's graceful timeout, while the engine still answers forwarded
-requests) and exits; the engine's side then stops its two servers. The API process also exits
-when the engine's process dies (the stream ends), and :meth:`ApiProcess.wait` ends (raising)
-when the API process dies.
+Stopping: the engine's side closes the stream; the API process stops accepting, finishes what
+it serves (uvicorn's graceful timeout, while the engine still answers forwarded requests) and
+exits; the engine's side then stops its server. The API process also exits when the engine's
+process dies (the stream ends), and :meth:`ApiProcess.wait` ends (raising) when the API process
+dies or stops reading what the engine ships.
 """
 
 from __future__ import annotations
@@ -56,17 +58,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from ._auth import RATE_COUNTED
-from ._threaded import (
-    ViewSnapshot,
-    ViewSnapshots,
-    _first_bytes,
-    _goes_to_engine,
-    _protocol_factory,
-    _SnapshotEngine,
-    accept_forever,
-    uvicorn_server,
-    view_app,
-)
+from ._threaded import ViewSnapshot, ViewSnapshots, _SnapshotEngine, uvicorn_server, view_app
 
 __all__ = ["ApiProcess", "SERIAL_HEADER"]
 
@@ -137,24 +129,24 @@ class _Internal:
 
 
 class ApiProcess:
-    """The API served from a process of its own (module docstring): the same routing as
-    :class:`jaxmm.api.ApiThread`, with the views answered and every connection accepted in a
-    child process, and the event stream and every other request on the engine's loop.
+    """The API served from a process of its own (module docstring): connections accepted, the
+    views answered and the event stream served there; every other request on the engine's loop.
 
     Args:
         main: a :func:`jaxmm.api.create_app` app (its engine, settings, store).
         sock: a listening, non-blocking TCP socket (:func:`jaxmm._live.bind_socket`); shared
             with the API process, not closed here.
-        server_factory: makes the engine's two uvicorn servers (default
+        server_factory: makes the engine's uvicorn server for forwarded requests (default
             :func:`jaxmm.api.uvicorn_server`).
         snapshot_interval_s: the views' safety-net refresh period (s, finite > 0).
-        first_bytes_timeout_s: how long the API process waits for a new connection's request
-            line before closing it (s).
         start_timeout_s: how long :meth:`start` waits for the API process (its imports).
+        max_unread_bytes: what the engine lets the API process fall behind in reading (bytes
+            shipped and not yet read); beyond it the API process is taken as hung and killed,
+            and :meth:`wait` raises.
 
-    Call :meth:`start`, :meth:`wait` and :meth:`stop` on the engine's loop. ``routed["stream"]``
-    counts the stream connections handed over, :attr:`proxied` the requests run for the API
-    process, :attr:`serial` the snapshots shipped.
+    Call :meth:`start`, :meth:`wait` and :meth:`stop` on the engine's loop. :attr:`proxied`
+    counts the requests forwarded to the engine, :attr:`serial` the snapshots and
+    :attr:`events` the events shipped.
 
     Example:
         >>> import asyncio, httpx
@@ -186,37 +178,50 @@ class ApiProcess:
         server_factory: Callable[[Any], Any] | None = None,
         *,
         snapshot_interval_s: float = 0.25,
-        first_bytes_timeout_s: float = 10.0,
         start_timeout_s: float = 120.0,
+        max_unread_bytes: int = 256 * 2**20,
     ) -> None:
         self.main = main
         self.sock = sock
         self.engine = main.state.engine
+        self.bus = main.state.events
         self.views = ViewSnapshots(
             self.engine, interval_s=snapshot_interval_s, on_refresh=self._ship
         )
-        self.first_bytes_timeout_s = float(first_bytes_timeout_s)
         self.start_timeout_s = float(start_timeout_s)
+        self.max_unread_bytes = int(max_unread_bytes)
         self._server_factory = server_factory or uvicorn_server
-        self.stream_server: Any = None  # the engine loop's: stream connections handed over
         self.internal_server: Any = None  # the engine loop's: requests forwarded to it
         self.process: subprocess.Popen | None = None
-        self.routed = {"stream": 0}
         self.proxied = 0
         self.serial = 0
+        self.events = 0
         self._shipped: tuple[Any, Any] = (None, None)  # (snapshot, config) last shipped
+        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._handoff: socket.socket | None = None
         self._ready = asyncio.Event()
-        self._gone = asyncio.Event()  # the API process closed its end
+        self._gone = asyncio.Event()  # the API process closed its end (or was killed)
         self._dir: str | None = None
-        self._stream_task: asyncio.Task | None = None
         self._internal_task: asyncio.Task | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._following = False
         self._stopping = False
 
-    # ------------------------------------------------------------------ snapshots
+    # ------------------------------------------------------------------ shipping
+    def _send(self, obj: Any) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        writer.write(_frame(obj))
+        if writer.transport.get_write_buffer_size() > self.max_unread_bytes:
+            log.error("the API process stopped reading (%d bytes unread); killing it",
+                      writer.transport.get_write_buffer_size())  # fmt: skip
+            self._writer = None
+            writer.transport.abort()
+            if self.process is not None:
+                self.process.kill()
+            self._gone.set()
+
     def _ship(self, snap: ViewSnapshot) -> None:
         """ViewSnapshots hook (engine's loop): send a snapshot that changed, with the
         configuration when that changed too."""
@@ -226,52 +231,26 @@ class ApiProcess:
             return
         self.serial += 1
         self._shipped = (snap, config)
-        self._writer.write(_frame((self.serial, snap, None if config is last_config else config)))
+        self._send(("views", self.serial, snap, None if config is last_config else config))
 
-    # ------------------------------------------------------------------ handed-over streams
-    def _on_handoff(self) -> None:
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._handoff, 16, 4)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data, fds = b"", []
-            if not data and not fds:  # the API process is gone
-                self._loop.remove_reader(self._handoff.fileno())
-                self._gone.set()
-                return
-            if data == b"R":
-                self._ready.set()
-            for fd in fds:
-                self.routed["stream"] += 1
-                task = self._loop.create_task(self._adopt(socket.socket(fileno=fd)))
-                self._tasks.append(task)
-                task.add_done_callback(self._tasks.remove)
+    def _ship_event(self, event: Any) -> None:
+        """Broadcaster callback (inside the engine's ``publish``): one local write."""
+        self.events += 1
+        self._send(("event", event))
 
-    async def _adopt(self, conn: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(_protocol_factory(self.stream_server, loop), conn)
-        except Exception:  # this connection only
-            log.warning("a stream connection could not be adopted", exc_info=True)
-            conn.close()
+    async def _watch(self) -> None:
+        """The API process's side of the stream: its ready byte, then its end."""
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await self._reader.read(1):
+                if data == b"R":
+                    self._ready.set()
+        self._gone.set()
 
     # ------------------------------------------------------------------ lifecycle
-    async def _serve(self, server: Any, sockets: list[socket.socket]) -> asyncio.Task:
-        task = asyncio.create_task(server.serve(sockets=sockets))
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()  # raises why it did not start
-            raise RuntimeError("server: an engine-side server did not start")
-        return task
-
     async def start(self) -> None:
-        """Start the engine's two servers and the API process, ship the first snapshot, and
-        wait until the API process accepts; raises why something did not start (everything
-        started is stopped again)."""
-        self._loop = asyncio.get_running_loop()
+        """Start the engine's server and the API process, ship the event history and the
+        first snapshot, and wait until the API process serves; raises why something did not
+        start (everything started is stopped again)."""
         try:
             await self._start()
         except BaseException:
@@ -285,25 +264,30 @@ class ApiProcess:
         uds.bind(path)
         uds.listen(128)
         uds.setblocking(False)
-        self.internal_server = self._server_factory(_Internal(self.main, self))
-        self._internal_task = await self._serve(self.internal_server, [uds])
-        self.stream_server = self._server_factory(self.main)
-        self._stream_task = await self._serve(self.stream_server, [])
+        self.internal_server = server = self._server_factory(_Internal(self.main, self))
+        self._internal_task = asyncio.create_task(server.serve(sockets=[uds]))
+        while not server.started and not self._internal_task.done():
+            await asyncio.sleep(0.01)
+        if self._internal_task.done():
+            self._internal_task.result()  # raises why it did not start
+            raise RuntimeError("server: the engine's server did not start")
 
-        snap_engine, snap_api = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._handoff, hand_api = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._handoff.setblocking(False)
-        fds = (self.sock.fileno(), snap_api.fileno(), hand_api.fileno())
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds = (self.sock.fileno(), theirs.fileno())
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _ENTRY, *map(str, fds)], pass_fds=fds, close_fds=True
             )
         finally:
-            snap_api.close()
-            hand_api.close()
-        _, self._writer = await asyncio.open_unix_connection(sock=snap_engine)
-        self._writer.write(_frame((self.main.state.settings, path, self.first_bytes_timeout_s)))
-        self._loop.add_reader(self._handoff.fileno(), self._on_handoff)
+            theirs.close()
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=mine)
+        self._watch_task = asyncio.create_task(self._watch())
+        self._send(("init", self.main.state.settings, path))
+        # the history, then every event as published: no gap, no repeat (same loop step)
+        for event in self.bus.history():
+            self._ship_event(event)
+        self.bus.add_callback(self._ship_event)
+        self._following = True
         self.views.start()  # the first snapshot (and the configuration) shipped
         ready = asyncio.ensure_future(self._ready.wait())
         gone = asyncio.ensure_future(self._gone.wait())
@@ -321,17 +305,16 @@ class ApiProcess:
             )
 
     async def wait(self) -> None:
-        """Until the API process exits or an engine-side server ends; raises if the API
-        process exited without being asked to, or a server failed."""
-        waiters: list[asyncio.Future] = [asyncio.ensure_future(self._gone.wait())]
-        waiters += [t for t in (self._stream_task, self._internal_task) if t is not None]
+        """Until the API process ends or the engine's server does; raises if the API process
+        ended without being asked to, or the server failed."""
+        gone = asyncio.ensure_future(self._gone.wait())
+        waiters = {gone, *([self._internal_task] if self._internal_task else [])}
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiters[0].cancel()
-        for t in waiters[1:]:
-            if t.done():
-                t.result()  # its error, if it failed
+            gone.cancel()
+        if self._internal_task is not None and self._internal_task.done():
+            self._internal_task.result()  # its error, if it failed
         if self._gone.is_set() and not self._stopping:
             rc = await asyncio.to_thread(self._reap, 5.0)
             raise RuntimeError(f"server: the API process ended on its own (exit code {rc})")
@@ -348,29 +331,29 @@ class ApiProcess:
 
     async def stop(self) -> None:
         """Let the API process drain and exit (the engine still answers what it forwards),
-        then stop the engine's servers and the snapshots; idempotent."""
+        then stop the engine's server and the snapshots; idempotent."""
         self._stopping = True
-        if self._writer is not None:
-            self._writer.close()  # end of the stream: the API process stops
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
-            self._writer = None
-        if self.process is not None:
-            await asyncio.to_thread(self._reap, 15.0)
-        if self._handoff is not None:
-            with contextlib.suppress(ValueError, RuntimeError):
-                self._loop.remove_reader(self._handoff.fileno())
-            self._handoff.close()
-            self._handoff = None
-        for server in (self.stream_server, self.internal_server):
-            if server is not None:
-                server.should_exit = True
-        for task in (self._stream_task, self._internal_task):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._following:
+            self.bus.remove_callback(self._ship_event)
+            self._following = False
         if self.views._loop is not None:  # started
             self.views.stop()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()  # the end of the stream: the API process stops
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        if self.process is not None:
+            await asyncio.to_thread(self._reap, 15.0)
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        if self.internal_server is not None:
+            self.internal_server.should_exit = True
+        if self._internal_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._internal_task
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -416,15 +399,19 @@ class _RemoteViews:
                         timeout_s)  # fmt: skip
 
 
-def front_app(views: _RemoteViews, settings: Any, uds_path: str) -> Any:
-    """The API process's app: the view routes over ``views``, then one catch-all route that
-    forwards everything else to the engine's process over ``uds_path``."""
+def front_app(views: _RemoteViews, bus: Any, settings: Any, uds_path: str) -> Any:
+    """The API process's app: the view routes over ``views``, the event stream from ``bus``
+    (a :class:`~jaxmm.api.RelayBroadcaster`), then one catch-all route that forwards
+    everything else to the engine's process over ``uds_path``."""
     import httpx
 
     from ._auth import TokenBucketLimiter, rate_limited, subject_of
+    from ._ws import router as ws_router
 
     limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app = view_app(_SnapshotEngine(views, views), settings, limiter)
+    app.include_router(ws_router)
+    app.state.events = bus
     client = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=uds_path), base_url="http://engine", timeout=None
     )
@@ -474,17 +461,20 @@ def front_app(views: _RemoteViews, settings: Any, uds_path: str) -> Any:
     return app
 
 
-async def _api_process(listen_fd: int, snap_fd: int, handoff_fd: int) -> None:
-    loop = asyncio.get_running_loop()
+async def _api_process(listen_fd: int, stream_fd: int) -> None:
+    from ._fanout import RelayBroadcaster
+
     listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
-    handoff = socket.socket(fileno=handoff_fd)
-    handoff.setblocking(False)
-    reader, _writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=snap_fd))
-    settings, uds_path, first_bytes_timeout_s = await _read_frame(reader)
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=stream_fd))
+    tag, settings, uds_path = await _read_frame(reader)
+    if tag != "init":
+        raise RuntimeError(f"API process: expected the init message first, got {tag!r}")
     views = _RemoteViews()
-    views.apply(await _read_frame(reader))
-    app = front_app(views, settings, uds_path)
+    bus = RelayBroadcaster(queue_size=settings.ws_queue_size)
+    while views.current is None:  # the history, then the first snapshot
+        _follow_one(await _read_frame(reader), views, bus)
+    app = front_app(views, bus, settings, uds_path)
     server = uvicorn_server(app)
     # what start-up left (the imported modules, the app) is never collected again: a full
     # collection then walks only what serving allocates (as the engine does, gc_freeze)
@@ -494,50 +484,38 @@ async def _api_process(listen_fd: int, snap_fd: int, handoff_fd: int) -> None:
     async def follow() -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                views.apply(await _read_frame(reader))
+                _follow_one(await _read_frame(reader), views, bus)
 
-    async def route(conn: socket.socket) -> None:
-        try:
-            first = await _first_bytes(conn, first_bytes_timeout_s)
-            if not first:
-                conn.close()
-            elif _goes_to_engine(first):
-                socket.send_fds(handoff, [b"F"], [conn.fileno()])
-                conn.close()  # the engine's process holds it now
-            else:
-                await loop.connect_accepted_socket(_protocol_factory(server, loop), conn)
-        except asyncio.CancelledError:
-            conn.close()
-            raise
-        except Exception:  # this connection only
-            log.warning("a connection could not be handed to its server", exc_info=True)
-            conn.close()
-
-    serving = asyncio.create_task(server.serve(sockets=[]))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if serving.done():
         serving.result()
         return
     following = asyncio.create_task(follow())
-    accepting = asyncio.create_task(accept_forever(listener, route))
-    handoff.send(b"R")
+    writer.write(b"R")
     try:
         await asyncio.wait({following, serving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        accepting.cancel()  # stop accepting, then drain what is being served
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await accepting
+        server.should_exit = True  # stop accepting, then drain what is being served
         await serving
         following.cancel()
         await app.state.client.aclose()
 
 
+def _follow_one(message: tuple, views: _RemoteViews, bus: Any) -> None:
+    if message[0] == "event":
+        bus.relay(message[1])
+    elif message[0] == "views":
+        views.apply(message[1:])
+    else:
+        raise RuntimeError(f"API process: unknown message {message[0]!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the API process (``python -c`` :data:`_ENTRY` ``LISTEN SNAPSHOTS
-    HANDOFF``: three inherited descriptors; started by :class:`ApiProcess`)."""
+    """Entry point of the API process (``python -c`` :data:`_ENTRY` ``LISTEN STREAM``: two
+    inherited descriptors; started by :class:`ApiProcess`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine's process decides when to stop
     logging.basicConfig(level=logging.WARNING)
-    listen_fd, snap_fd, handoff_fd = (int(a) for a in (argv or sys.argv[1:]))
-    asyncio.run(_api_process(listen_fd, snap_fd, handoff_fd))
+    listen_fd, stream_fd = (int(a) for a in (argv or sys.argv[1:]))
+    asyncio.run(_api_process(listen_fd, stream_fd))

@@ -382,29 +382,6 @@ def _goes_to_engine(first: bytes) -> bool:
     return path == WS_PATH or path.startswith(WS_PATH + b"?")
 
 
-async def accept_forever(sock: socket.socket, handle: Callable[[socket.socket], Any]) -> None:
-    """Accept connections on the listening ``sock`` until cancelled, each handed to the
-    coroutine ``handle(conn)`` in a task of its own (cancelled with this). An accept error
-    (out of descriptors, a connection reset before accept) is logged and retried after 0.1 s:
-    it never ends the loop."""
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task] = set()
-    try:
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                log.warning("accept failed (%s); retrying in 0.1 s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            t = loop.create_task(handle(conn))
-            pending.add(t)
-            t.add_done_callback(pending.discard)
-    finally:
-        for t in pending:
-            t.cancel()
-
-
 def _protocol_factory(server: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
     """What uvicorn's ``Server.startup`` hands to ``create_server``, for connections this
     module accepts itself (the server runs with no listening socket of its own)."""
@@ -507,7 +484,22 @@ class ApiThread:
             self._ready.set()
 
     async def _accept(self) -> None:
-        await accept_forever(self.sock, self._route)
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task] = set()
+        try:
+            while True:
+                try:
+                    conn, _ = await loop.sock_accept(self.sock)
+                except OSError as exc:  # out of descriptors, a connection reset before accept
+                    log.warning("accept failed (%s); retrying in 0.1 s", exc)
+                    await asyncio.sleep(0.1)
+                    continue
+                t = loop.create_task(self._route(conn))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
+        finally:
+            for t in pending:
+                t.cancel()
 
     async def _route(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
