@@ -185,10 +185,50 @@ def test_many_direct_subscribers_get_every_event_in_order(writes):
     asyncio.run(main())
 
 
-def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes):
+def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, monkeypatch):
+    """Events published inside ``coalesced(app)`` (a relay handing on a batch) reach each
+    live connection in order, its frames written in one piece when the block ends."""
+    sends: list[int] = []  # frames per uncork that wrote
+    original = _ws._DirectWriter.uncork
+
+    def spy(self):
+        if self.corked:
+            sends.append(len(self.corked))
+        original(self)
+
+    monkeypatch.setattr(_ws._DirectWriter, "uncork", spy)
+
+    async def main():
+        bus = EventBroadcaster()
+        app = _app(bus)
+        syms = ("BTC", "ETH")
+        async with _serve(app) as url:
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(connect(url)) for _ in range(20)]
+                for i, ws in enumerate(clients):
+                    ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % 2]]))
+                    assert ack["type"] == "subscribed"
+                with _ws.coalesced(app):
+                    events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]
+                    assert not sends  # nothing written yet
+                assert sends == [15] * 20  # one send per subscriber, its 15 frames
+                after = bus.publish(_price(99, "BTC"))  # outside the block: written at once
+                for i, ws in enumerate(clients):
+                    want = [e.seq for e in events if e.instrument == syms[i % 2]]
+                    want += [after.seq] if i % 2 == 0 else []
+                    got = [json.loads(t) for t in await _events(ws, len(want))]
+                    assert [f["seq"] for f in got] == want
+        assert len(writes["written"]) == 20 * 15 + 10 and sends == [15] * 20
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes, coalesce):
     """A client that stops reading fills its transport's write buffer: once ws_queue_size
     frames are pending the direct path refuses the next one and the client gets the frames it
-    had, ``lagged`` naming the last, close 4008; a fast client receives every event."""
+    had, ``lagged`` naming the last, close 4008; a fast client receives every event. The same
+    when each burst is published inside ``coalesced(app)`` (frames held count as pending)."""
 
     async def main():
         bus = EventBroadcaster(history_size=10_000)
@@ -209,10 +249,13 @@ def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes):
                 while not writes["refused"]:  # until the write-buffer bound cuts it off
                     bursts += 1
                     assert bursts < 400, "slow client never lagged"
-                    burst = [
-                        bus.publish(AlertTriggered(severity="info", kind="load", message="x" * 900))
-                        for _ in range(10)
-                    ]
+                    with _ws.coalesced(app) if coalesce else contextlib.nullcontext():
+                        burst = [
+                            bus.publish(
+                                AlertTriggered(severity="info", kind="load", message="x" * 900)
+                            )
+                            for _ in range(10)
+                        ]
                     published += burst
                     got = [json.loads(t)["seq"] for t in await _events(fast, len(burst))]
                     assert got == [e.seq for e in burst]

@@ -62,6 +62,7 @@ import logging
 import struct
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -266,7 +267,8 @@ class _DirectWriter:
     """Writes whole frames to a uvicorn websockets-sansio connection's transport and counts
     the frames still in its write buffer (the bounded queue of the direct path)."""
 
-    __slots__ = ("proto", "transport", "state_open", "limit", "ends", "total")
+    __slots__ = ("proto", "transport", "state_open", "limit", "ends", "total", "corked",
+                 "corked_bytes")  # fmt: skip
 
     def __init__(self, proto: Any, limit: int):
         from websockets.protocol import State
@@ -276,7 +278,9 @@ class _DirectWriter:
         self.state_open = State.OPEN
         self.limit = limit
         self.ends: deque[int] = deque()  # cumulative byte offset at the end of each pending frame
-        self.total = 0  # bytes written by this writer
+        self.total = 0  # bytes written by this writer (corked ones included)
+        self.corked: list[bytes] | None = None  # frames held back by cork(), in order
+        self.corked_bytes = 0
 
     def usable(self) -> bool:
         proto = self.proto
@@ -288,22 +292,43 @@ class _DirectWriter:
         )
 
     def write(self, wire: bytes) -> bool:
-        """Write one frame; False (nothing written) when ``limit`` frames are still pending."""
+        """Write one frame (or, corked, hold it for :meth:`uncork`); False (nothing written)
+        when ``limit`` frames are still pending."""
         ends = self.ends
         if ends:
-            buffered = self.transport.get_write_buffer_size()
+            buffered = self.transport.get_write_buffer_size() + self.corked_bytes
             flushed = self.total - buffered  # every byte up to here left the buffer
             while ends and ends[0] <= flushed:
                 ends.popleft()
             if len(ends) >= self.limit:
                 return False
-        self.transport.write(wire)
         self.total += len(wire)
+        if self.corked is not None:
+            self.corked.append(wire)
+            self.corked_bytes += len(wire)
+            ends.append(self.total)
+            return True
+        self.transport.write(wire)
         if self.transport.get_write_buffer_size():
             ends.append(self.total)
         else:
             ends.clear()
         return True
+
+    def cork(self) -> None:
+        """Hold the frames written from now on until :meth:`uncork` (one send for them all)."""
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        """Write the held frames in one piece (none if the stream is closing by now)."""
+        held, self.corked = self.corked, None
+        self.corked_bytes = 0
+        if not held or not self.usable():
+            return
+        self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+        if not self.transport.get_write_buffer_size():
+            self.ends.clear()
 
 
 class _Fanout:
@@ -321,7 +346,7 @@ class _Fanout:
     cuts every live connection off, as the relay does to its subscribers.
     """
 
-    __slots__ = ("bus", "live", "queued", "_live", "_queued", "_registered", "_seen")
+    __slots__ = ("bus", "live", "queued", "_live", "_queued", "_registered", "_seen", "_corked")
 
     def __init__(self, bus: Any):
         self.bus = bus
@@ -331,6 +356,28 @@ class _Fanout:
         self._queued: tuple[_Connection, ...] = ()
         self._registered = False
         self._seen = 0  # the last sequence number delivered to on_event
+        self._corked: list[tuple[_Connection, _DirectWriter]] | None = None  # in coalesce()
+
+    @contextlib.contextmanager
+    def coalesce(self) -> Iterator[None]:
+        """Within this block, the frames of the events published to each live connection are
+        held and written in one send at its end (in order): a burst of N events costs one
+        system call per subscriber instead of N. For a caller that publishes events it already
+        has (a relay handing on a batch it received), so holding them delays nothing."""
+        if self._corked is not None:  # nested: the outer block writes
+            yield
+            return
+        self._corked = []
+        try:
+            yield
+        finally:
+            corked, self._corked = self._corked, None
+            for conn, direct in corked:
+                try:
+                    direct.uncork()
+                except Exception:  # this connection only: it takes the ASGI path
+                    log.exception("websocket direct write failed; falling back to the ASGI path")
+                    conn.disable_direct()
 
     def _sync(self) -> None:
         self._live, self._queued = tuple(self.live), tuple(self.queued)
@@ -383,6 +430,9 @@ class _Fanout:
                 if not direct.usable():  # type: ignore[union-attr]
                     self.remove(conn)  # closing: the receiver ends the stream
                     continue
+                if self._corked is not None and direct.corked is None:  # type: ignore[union-attr]
+                    direct.cork()  # type: ignore[union-attr]
+                    self._corked.append((conn, direct))  # type: ignore[arg-type]
                 if not direct.write(wire):  # type: ignore[union-attr]
                     conn._cut_off()  # write-buffer bound reached: too slow
                     continue
@@ -393,6 +443,13 @@ class _Fanout:
             conn.cursor = conn.sent_seq = seq
         for conn in self._queued:
             conn._on_event(event)
+
+
+def coalesced(app: Any) -> contextlib.AbstractContextManager:
+    """:meth:`_Fanout.coalesce` of ``app``'s stream, or a no-op before its first direct-path
+    connection."""
+    fan = getattr(app.state, "ws_fanout", None)
+    return fan.coalesce() if fan is not None else contextlib.nullcontext()
 
 
 def _fanout(app: Any, bus: Any) -> _Fanout:
