@@ -197,6 +197,8 @@ class ApiProcess:
         self.serial = 0
         self.events = 0
         self._shipped: tuple[Any, Any] = (None, None)  # (snapshot, config) last shipped
+        self._batch: list[Any] = []  # events held until the end of this loop iteration
+        self._burst = False  # an event was shipped in this loop iteration
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ready = asyncio.Event()
@@ -224,7 +226,8 @@ class ApiProcess:
 
     def _ship(self, snap: ViewSnapshot) -> None:
         """ViewSnapshots hook (engine's loop): send a snapshot that changed, with the
-        configuration when that changed too."""
+        configuration when that changed too (after the events published before it)."""
+        self._ship_batch()
         config = self.engine.config
         last_snap, last_config = self._shipped
         if self._writer is None or (snap is last_snap and config is last_config):
@@ -234,9 +237,26 @@ class ApiProcess:
         self._send(("views", self.serial, snap, None if config is last_config else config))
 
     def _ship_event(self, event: Any) -> None:
-        """Broadcaster callback (inside the engine's ``publish``): one local write."""
+        """Broadcaster callback (inside the engine's ``publish``). The first event of a loop
+        iteration is sent at once; the ones after it in the same iteration (a requote publishes
+        a burst) are sent together when it ends: two local writes per burst instead of one
+        per event, and an event on its own is never held."""
         self.events += 1
-        self._send(("event", event))
+        if self._burst:
+            self._batch.append(event)
+            return
+        self._burst = True
+        asyncio.get_running_loop().call_soon(self._end_burst)
+        self._send(("events", [event]))
+
+    def _ship_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self._send(("events", batch))
+
+    def _end_burst(self) -> None:
+        self._burst = False
+        self._ship_batch()
 
     async def _watch(self) -> None:
         """The API process's side of the stream: its ready byte, then its end."""
@@ -284,8 +304,9 @@ class ApiProcess:
         self._watch_task = asyncio.create_task(self._watch())
         self._send(("init", self.main.state.settings, path))
         # the history, then every event as published: no gap, no repeat (same loop step)
-        for event in self.bus.history():
-            self._ship_event(event)
+        history = self.bus.history()
+        self.events += len(history)
+        self._send(("events", history))
         self.bus.add_callback(self._ship_event)
         self._following = True
         self.views.start()  # the first snapshot (and the configuration) shipped
@@ -335,6 +356,7 @@ class ApiProcess:
         self._stopping = True
         if self._following:
             self.bus.remove_callback(self._ship_event)
+            self._ship_batch()
             self._following = False
         if self.views._loop is not None:  # started
             self.views.stop()
@@ -463,6 +485,7 @@ def front_app(views: _RemoteViews, bus: Any, settings: Any, uds_path: str) -> An
 
 async def _api_process(listen_fd: int, stream_fd: int) -> None:
     from ._fanout import RelayBroadcaster
+    from ._ws import coalesced
 
     listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
@@ -482,9 +505,24 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
     gc.freeze()
 
     async def follow() -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                _follow_one(await _read_frame(reader), views, bus)
+        """Everything the engine ships, as it comes: each read's whole messages handed on
+        together, so a burst of events costs each subscriber one send (``coalesced``)."""
+        buf = bytearray()
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1 << 20):
+                buf += data
+                messages, pos = [], 0
+                while len(buf) - pos >= _LEN.size:
+                    (n,) = _LEN.unpack_from(buf, pos)
+                    if len(buf) - pos - _LEN.size < n:
+                        break
+                    start = pos + _LEN.size
+                    messages.append(pickle.loads(buf[start : start + n]))
+                    pos = start + n
+                del buf[:pos]
+                with coalesced(app):
+                    for message in messages:
+                        _follow_one(message, views, bus)
 
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
@@ -504,8 +542,9 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
 
 
 def _follow_one(message: tuple, views: _RemoteViews, bus: Any) -> None:
-    if message[0] == "event":
-        bus.relay(message[1])
+    if message[0] == "events":
+        for event in message[1]:
+            bus.relay(event)
     elif message[0] == "views":
         views.apply(message[1:])
     else:
