@@ -88,8 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the simulated market")
     s.add_argument("--no-auth", action="store_true",
                    help="local mode: no authentication (loud warning; localhost only)")  # fmt: skip
-    s.add_argument("--single-loop", action="store_true",
-                   help="the API on the engine's event loop, not its own thread")  # fmt: skip
+    layout = s.add_mutually_exclusive_group()
+    layout.add_argument(
+        "--single-loop",
+        action="store_true",
+        help="the API on the engine's event loop, not its own thread",
+    )
+    layout.add_argument("--api-process", action="store_true",
+                        help="the API (views, event stream) from a process of its own: "
+                             "the engine's process only trades")  # fmt: skip
     s.set_defaults(func=_lazy("_serve", "run_serve"))
     return p
 

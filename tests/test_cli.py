@@ -370,5 +370,8 @@ def test_parser_has_every_command():
     args = p.parse_args(["serve", "--no-auth", "--port", "0", "--seconds", "2"])
     assert args.no_auth and args.port == 0 and args.seconds == 2.0 and args.host == "127.0.0.1"
     assert not args.single_loop and p.parse_args(["serve", "--single-loop"]).single_loop
+    assert not args.api_process and p.parse_args(["serve", "--api-process"]).api_process
+    with pytest.raises(SystemExit):  # two layouts at once
+        p.parse_args(["serve", "--single-loop", "--api-process"])
     with pytest.raises(SystemExit):
         p.parse_args(["db", "sideways"])

@@ -103,9 +103,11 @@ class Lines:
         return "\n".join(self.lines)
 
 
-def test_serve_with_auth_and_store_stopped_by_sigint_flushes_every_fill(tmp_path):
+@pytest.mark.parametrize("layout", [[], ["--api-process"]], ids=["api-thread", "api-process"])
+def test_serve_with_auth_and_store_stopped_by_sigint_flushes_every_fill(tmp_path, layout):
     """Ctrl-C (SIGINT) on a running ``jaxmm serve --db``: exit 0, no traceback, and the SQLite
-    file (read with sqlite3) holds every fill the engine counted and acknowledged."""
+    file (read with sqlite3) holds every fill the engine counted and acknowledged; with the
+    API on its own thread (the default) and from a process of its own."""
     (tmp_path / "serve.toml").write_text(SMALL_MM)
     port = _free_port()
     env = {**os.environ, "JAXMM_JWT_SECRET": SECRET}
@@ -114,7 +116,7 @@ def test_serve_with_auth_and_store_stopped_by_sigint_flushes_every_fill(tmp_path
     with (tmp_path / "stderr.txt").open("w") as stderr:  # the child keeps its own copy
         proc = subprocess.Popen(
             [sys.executable, "-m", "jaxmm.cli", "serve", "--config", str(tmp_path / "serve.toml"),
-             "--port", str(port), "--db", f"sqlite+aiosqlite:///{db_file}"],
+             "--port", str(port), "--db", f"sqlite+aiosqlite:///{db_file}", *layout],
             stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env,
         )  # fmt: skip
     out = Lines(proc)
