@@ -21,7 +21,8 @@ The single wiring behind ``jaxmm serve`` (:mod:`jaxmm._cli._serve`) and ``make d
   starts — by default from a thread and event loop of its own (:class:`jaxmm.api.ApiThread`;
   the interpreter's switch interval lowered to ``switch_interval_s`` meanwhile), with the
   event stream and every request but the quote and position views still run on the engine's
-  loop — and a ``read trade admin`` token for ``token_subject`` valid for
+  loop; or, with ``api_process``, from a process of its own (:class:`jaxmm.api.ApiProcess`) —
+  and a ``read trade admin`` token for ``token_subject`` valid for
   ``min(seconds + 3600, 86400)`` s (3600 s for an unbounded run) unless authentication is off.
 
 Start: signal handlers, socket (bound first: a port that cannot be bound raises ``OSError``

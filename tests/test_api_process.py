@@ -257,3 +257,31 @@ def test_run_live_serves_from_a_process():
     assert seen["health"]["status"] == "ok" and seen["quotes"] == seen["engine"]
     assert isinstance(s.api, ApiProcess) and s.api.process.returncode == 0
     assert s.stop_reason == "stop()"
+
+
+def test_an_api_process_that_stops_reading_is_killed_not_buffered_for():
+    """The engine never holds more than ``max_unread_bytes`` for a hung API process: past it
+    the process is killed and ``wait`` raises, the engine's loop unharmed."""
+    from jaxmm.events import AlertTriggered
+
+    async def main():
+        async with serving() as s:
+            s.api.max_unread_bytes = 64 * 1024
+            os.kill(s.api.process.pid, signal.SIGSTOP)  # hung: reads nothing more
+            try:
+                for i in range(20_000):
+                    s.engine.events.publish(
+                        AlertTriggered(severity="info", kind="load", message=f"{i:>200}")
+                    )
+                    if i % 50 == 0:
+                        await asyncio.sleep(0)  # let each burst be shipped
+                    if s.api.process.poll() is not None:
+                        break
+                with pytest.raises(RuntimeError, match="API process ended on its own"):
+                    await asyncio.wait_for(s.api.wait(), 30)
+                assert s.api.process.returncode == -signal.SIGKILL
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(s.api.process.pid, signal.SIGCONT)
+
+    run(main())
