@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import threading
 
@@ -25,6 +26,7 @@ from _wsserver import recv_events, subscribe
 
 from jaxmm._live import bind_socket, run_live
 from jaxmm.api import ApiSettings, create_app, mint_token
+from jaxmm.api._process import ApiProcess
 from jaxmm.api._threaded import ApiThread, ViewSnapshots
 from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker, UnderlyingConfig
 from jaxmm.feeds import SurfaceUpdate
@@ -50,7 +52,7 @@ async def feed(engine, spot: float) -> None:
 
 
 class Served:
-    def __init__(self, engine, api: ApiThread, port: int, token: str, main) -> None:
+    def __init__(self, engine, api, port: int, token: str, main) -> None:
         self.engine, self.api, self.port, self.token, self.main = engine, api, port, token, main
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}/api/v1",
@@ -64,16 +66,16 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(**settings):
-    """A started engine, its app served by an ApiThread on a free port; everything stopped
-    and closed on the way out."""
+async def serving(layout=ApiThread, **settings):
+    """A started engine, its app served by ``layout`` (ApiThread or ApiProcess) on a free
+    port; everything stopped and closed on the way out."""
     engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
     await engine.start()
     await feed(engine, 100.0)
     kw = {"jwt_secret": SECRET, "rate_limit_per_s": 1e6, "rate_limit_burst": 10**6, **settings}
     main = create_app(engine, settings=ApiSettings(**kw))
     sock, _ = bind_socket("127.0.0.1", 0)
-    api = ApiThread(main, sock)
+    api = layout(main, sock)
     await api.start()
     token = mint_token("tester", ["read", "trade", "admin"], 600, SECRET)
     s = Served(engine, api, sock.getsockname()[1], token, main)
@@ -91,9 +93,15 @@ def run(coro) -> None:
     asyncio.run(asyncio.wait_for(coro, 120))
 
 
-def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
+def handed(api) -> int:
+    """Requests run by the main app on the engine's loop (not answered by the front)."""
+    return api.proxied if isinstance(api, ApiProcess) else api.front.bridged
+
+
+@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once(layout):
     async def main():
-        async with serving() as s:
+        async with serving(layout) as s:
             e = s.engine
             r = await s.client.get("/mm/quotes")
             assert r.status_code == 200
@@ -103,13 +111,14 @@ def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
                 got = (await s.client.get("/mm/quotes" + q)).json()
                 assert got == (await s.single.get("/mm/quotes" + q)).json() and got, q
             assert (await s.client.get("/mm/positions")).json() == e.positions() == []
-            assert s.api.front.bridged == 0  # all of that answered on the API thread
+            assert handed(s.api) == 0  # all of that answered by the front
             before = {q["symbol"]: q["theo"] for q in e.quotes()}
 
             # a change through the API (run on the engine's loop) is in the views at once
             r = await s.client.post("/mm/price", json={"underlying": "XYZ", "price": 103.0})
             assert r.status_code == 200, r.text
-            assert s.api.front.bridged == 1
+            assert "x-jaxmm-view-serial" not in r.headers  # between the processes only
+            assert handed(s.api) == 1
             got = (await s.client.get("/mm/quotes")).json()
             assert got == e.quotes()
             assert all(q["theo"] != before[q["symbol"]] for q in got)
@@ -128,7 +137,10 @@ def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once():
             # the other routes are the main app's, on the engine's loop
             g = await s.client.get("/mm/greeks")
             assert g.status_code == 200 and g.json() == (await s.single.get("/mm/greeks")).json()
-            assert s.api.front.bridged == 3
+            assert handed(s.api) == 3
+            page = await s.client.get(f"http://127.0.0.1:{s.port}/")  # the console page
+            assert page.status_code == 200 and b"<html" in page.content.lower()
+            assert page.headers["content-length"] == str(len(page.content))
 
     run(main())
 
@@ -165,9 +177,10 @@ def test_validation_errors_name_the_field():
     run(main())
 
 
-def test_stream_carries_the_engines_sequence_numbers_and_replays():
+@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+def test_stream_carries_the_engines_sequence_numbers_and_replays(layout):
     async def main():
-        async with serving() as s:
+        async with serving(layout) as s:
             url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
             async with websockets.connect(url) as ws:
                 ack = await subscribe(ws, types=["price_updated"])
@@ -213,13 +226,18 @@ def test_a_snapshot_is_a_whole_engine_step():
     run(main())
 
 
-def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed():
+@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed(layout):
     async def main():
-        async with serving() as s:
+        async with serving(layout) as s:
             own = list(s.engine.events._callbacks)
             await s.client.get("/mm/quotes")
-        assert s.engine.events._callbacks == [c for c in own if c[0] != s.api.views._on_event]
-        assert len(s.engine.events._callbacks) == len(own) - 1
+            folder = getattr(s.api, "_dir", None)  # the API process's Unix socket's
+        ours = {s.api.views._on_event, getattr(s.api, "_ship_event", None)} - {None}
+        assert s.engine.events._callbacks == [c for c in own if c[0] not in ours]
+        assert len(s.engine.events._callbacks) == len(own) - len(ours)
+        if layout is ApiProcess:
+            assert s.api.process.returncode == 0 and not os.path.exists(folder)
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as c:
                 await c.get(f"http://127.0.0.1:{s.port}/api/v1/health")
@@ -280,12 +298,14 @@ def _ws_frame(payload: bytes) -> bytes:
     )
 
 
-def test_a_stream_opened_on_an_http_connection_is_served_through_the_bridge():
+@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+def test_a_stream_opened_on_an_http_connection_is_served(layout):
     """A client that upgrades a keep-alive connection that began with a REST request (the API
-    thread has it) still gets the stream, run on the engine's loop frame by frame."""
+    thread has it) still gets the stream, run on the engine's loop frame by frame; the API
+    process serves it as any other stream."""
 
     async def main():
-        async with serving() as s:
+        async with serving(layout) as s:
             r, w = await asyncio.open_connection("127.0.0.1", s.port)
             w.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
             head = await r.readuntil(b"\r\n\r\n")
@@ -314,8 +334,11 @@ def test_a_stream_opened_on_an_http_connection_is_served_through_the_bridge():
                 if frame.get("type") != "heartbeat":
                     break
             assert b0 == 0x81 and frame["type"] == "subscribed"
-            assert s.api.routed == {"api": 1, "stream": 0}
-            assert s.api.front.bridged == 2  # /health, then the WebSocket: on the engine's loop
+            if layout is ApiThread:
+                assert s.api.routed == {"api": 1, "stream": 0}
+                assert handed(s.api) == 2  # /health, then the WebSocket: on the engine's loop
+            else:
+                assert handed(s.api) == 1  # /health; the stream is the API process's own
             w.close()
             await w.wait_closed()
 
