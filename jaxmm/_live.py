@@ -301,9 +301,9 @@ async def run_live(
             (``sys.setswitchinterval``, s, finite > 0) while the server runs, restored after:
             the longest the API thread waits for the engine thread's Python; None leaves it.
         api_process: serve the API from a process of its own instead
-            (:class:`jaxmm.api.ApiProcess`: connections accepted and the views answered
-            there, the event stream and every other request on the engine's loop); then
-            ``api_thread`` and ``switch_interval_s`` do not apply.
+            (:class:`jaxmm.api.ApiProcess`: connections accepted, the views and the event
+            stream served there from what the engine ships, every other request forwarded to
+            the engine's loop); then ``api_thread`` and ``switch_interval_s`` do not apply.
 
     Raises ``ValueError`` naming the argument for a bad value (before anything starts).
 

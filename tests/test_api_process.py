@@ -147,3 +147,23 @@ def test_an_api_process_that_stops_reading_is_killed_not_buffered_for():
                     os.kill(s.api.process.pid, signal.SIGCONT)
 
     run(main())
+
+
+def test_cors_headers_are_set_once_on_forwarded_and_local_answers():
+    """The engine's app and the API process's both run the CORS middleware: a forwarded answer
+    carries each header once, as a view answered in the API process does."""
+
+    async def main():
+        async with serving(cors_origins=["http://desk.example"]) as s:
+            origin = {"Origin": "http://desk.example"}
+            for path in ("/mm/greeks", "/mm/quotes"):  # forwarded / local
+                r = await s.client.get(path, headers=origin)
+                assert r.status_code == 200, path
+                assert r.headers.get_list("access-control-allow-origin") == [
+                    "http://desk.example"
+                ], path
+                assert r.headers.get_list("vary") == ["Origin"], path
+            r = await s.client.get("/mm/greeks", headers={"Origin": "http://evil.example"})
+            assert "access-control-allow-origin" not in r.headers
+
+    run(main())
