@@ -223,6 +223,55 @@ def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, monkeypat
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("bursts", [True, False])
+def test_a_loop_iterations_later_events_are_written_together_when_it_ends(monkeypatch, bursts):
+    """``ws_coalesce_bursts`` (the default): the first event of a loop iteration written to
+    anyone goes at once, the later ones of the same iteration are held and written in one send
+    per subscriber when it ends; off, each is written inside its ``publish``. Order is kept."""
+    sends: list[int] = []  # frames per held send
+    at_once: list[bytes] = []  # frames written inside their publish
+    original, original_write = _ws._DirectWriter.uncork, _ws._DirectWriter.write
+
+    def spy(self):
+        if self.corked:
+            sends.append(len(self.corked))
+        original(self)
+
+    def spy_write(self, wire):
+        if self.corked is None:
+            at_once.append(wire)
+        return original_write(self, wire)
+
+    monkeypatch.setattr(_ws._DirectWriter, "uncork", spy)
+    monkeypatch.setattr(_ws._DirectWriter, "write", spy_write)
+
+    async def main():
+        bus = EventBroadcaster()
+        app = _app(bus, ws_coalesce_bursts=bursts)
+        syms = ("BTC", "ETH")
+        async with _serve(app) as url:
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(connect(url)) for _ in range(20)]
+                for i, ws in enumerate(clients):
+                    ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % 2]]))
+                    assert ack["type"] == "subscribed"
+                await asyncio.sleep(0.05)  # a fresh loop iteration
+                bus.publish(_price(99, "SOL"))  # written to nobody: starts no burst
+                events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]  # one step
+                assert len(at_once) == (10 if bursts else 300)  # bursts: only the first
+                assert not sends
+                await asyncio.sleep(0)  # the iteration ends
+                # the rest: one send per subscriber (BTC had the first already)
+                assert sorted(sends) == ([14] * 10 + [15] * 10 if bursts else [])
+                for i, ws in enumerate(clients):
+                    want = [e.seq for e in events if e.instrument == syms[i % 2]]
+                    got = [json.loads(t) for t in await _events(ws, len(want))]
+                    assert [f["seq"] for f in got] == want
+        assert len(at_once) == (10 if bursts else 300)
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("coalesce", [False, True])
 def test_slow_client_is_cut_off_by_the_write_buffer_bound(writes, coalesce):
     """A client that stops reading fills its transport's write buffer: once ws_queue_size

@@ -73,6 +73,11 @@ class ApiSettings(BaseModel):
         ws_direct: write each event's frame, built once, straight to every subscriber's
             transport when the server is uvicorn's websockets-sansio protocol (docs/events.md);
             False: every frame goes through the ASGI send path.
+        ws_coalesce_bursts: on the direct path, write the first event of an event-loop
+            iteration at once and hold the later ones of the same iteration (a requote's burst)
+            until it ends, one send per subscriber for them all: the publisher (the engine)
+            pays for a burst about twice per subscriber instead of once per event; those events
+            arrive when the burst ends. False: every event is written inside its ``publish``.
 
     Example:
         >>> s = ApiSettings.load(env={"JAXMM_JWT_SECRET": "x" * 32, "JAXMM_CORS_ORIGINS": "a,b"})
@@ -99,6 +104,7 @@ class ApiSettings(BaseModel):
     ws_close_timeout_s: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
     ws_per_message_deflate: bool = False
     ws_direct: bool = True
+    ws_coalesce_bursts: bool = True
 
     @model_validator(mode="after")
     def _secret_required(self) -> ApiSettings:

@@ -346,9 +346,10 @@ class _Fanout:
     cuts every live connection off, as the relay does to its subscribers.
     """
 
-    __slots__ = ("bus", "live", "queued", "_live", "_queued", "_registered", "_seen", "_corked")
+    __slots__ = ("bus", "live", "queued", "_live", "_queued", "_registered", "_seen", "_corked",
+                 "bursts", "_burst", "_depth")  # fmt: skip
 
-    def __init__(self, bus: Any):
+    def __init__(self, bus: Any, *, bursts: bool = True):
         self.bus = bus
         self.live: dict[_Connection, None] = {}  # insertion-ordered sets
         self.queued: dict[_Connection, None] = {}
@@ -356,7 +357,10 @@ class _Fanout:
         self._queued: tuple[_Connection, ...] = ()
         self._registered = False
         self._seen = 0  # the last sequence number delivered to on_event
-        self._corked: list[tuple[_Connection, _DirectWriter]] | None = None  # in coalesce()
+        self._corked: list[tuple[_Connection, _DirectWriter]] | None = None  # writers holding
+        self.bursts = bursts  # hold a loop iteration's later events until it ends
+        self._burst = False  # an event was fanned out in this loop iteration
+        self._depth = 0  # coalesce() blocks open
 
     @contextlib.contextmanager
     def coalesce(self) -> Iterator[None]:
@@ -364,20 +368,41 @@ class _Fanout:
         held and written in one send at its end (in order): a burst of N events costs one
         system call per subscriber instead of N. For a caller that publishes events it already
         has (a relay handing on a batch it received), so holding them delays nothing."""
-        if self._corked is not None:  # nested: the outer block writes
-            yield
-            return
-        self._corked = []
+        self._depth += 1
+        if self._corked is None:
+            self._corked = []
         try:
             yield
         finally:
-            corked, self._corked = self._corked, None
-            for conn, direct in corked:
-                try:
-                    direct.uncork()
-                except Exception:  # this connection only: it takes the ASGI path
-                    log.exception("websocket direct write failed; falling back to the ASGI path")
-                    conn.disable_direct()
+            self._depth -= 1
+            if not self._depth:
+                self._uncork()
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        for conn, direct in corked or ():
+            try:
+                direct.uncork()
+            except Exception:  # this connection only: it takes the ASGI path
+                log.exception("websocket direct write failed; falling back to the ASGI path")
+                conn.disable_direct()
+
+    def _end_burst(self) -> None:
+        self._burst = False
+        if not self._depth:
+            self._uncork()
+
+    def _start_burst(self) -> None:
+        """``bursts``: the first event of a loop iteration that is written to anyone goes at
+        once; the ones after it in the same iteration (a requote publishes ~36 quote events in
+        one step) are held and written together when the iteration ends: one send per
+        subscriber for the rest of the burst instead of one per event, and an event on its own
+        is never held."""
+        try:
+            asyncio.get_running_loop().call_soon(self._end_burst)
+        except RuntimeError:  # published outside a running loop: nothing to wait for
+            return
+        self._burst = True
 
     def _sync(self) -> None:
         self._live, self._queued = tuple(self.live), tuple(self.queued)
@@ -413,6 +438,8 @@ class _Fanout:
             for conn in self._live:  # a hole in the stream: nobody may silently miss events
                 conn._cut_off()
         self._seen = seq
+        if self._burst and self._corked is None:  # an event already went out this iteration
+            self._corked = []
         etype = event.type  # type: ignore[attr-defined]
         inst = event.instrument
         wire = b""
@@ -425,6 +452,8 @@ class _Fanout:
                 continue
             if not wire:
                 wire = event_wire(event)
+                if self.bursts and self._corked is None:  # the first written this iteration
+                    self._start_burst()
             direct = conn.direct
             try:
                 if not direct.usable():  # type: ignore[union-attr]
@@ -456,7 +485,7 @@ def _fanout(app: Any, bus: Any) -> _Fanout:
     """The app's :class:`_Fanout` for ``bus`` (created on first use)."""
     fan = getattr(app.state, "ws_fanout", None)
     if fan is None or fan.bus is not bus:
-        fan = _Fanout(bus)
+        fan = _Fanout(bus, bursts=bool(_setting(app, "ws_coalesce_bursts", True)))
         app.state.ws_fanout = fan
     return fan
 
