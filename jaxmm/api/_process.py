@@ -245,8 +245,9 @@ class ApiProcess:
         if self._burst:
             self._batch.append(event)
             return
-        self._burst = True
-        asyncio.get_running_loop().call_soon(self._end_burst)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to wait for
+            asyncio.get_running_loop().call_soon(self._end_burst)
+            self._burst = True
         self._send(("events", [event]))
 
     def _ship_batch(self) -> None:
