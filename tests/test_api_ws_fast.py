@@ -60,6 +60,37 @@ def writes(monkeypatch):
     return log
 
 
+@pytest.fixture
+def held(monkeypatch):
+    """``sends``: frames per held send (an ``uncork`` that had frames); ``at_once``: frames
+    written inside their ``publish`` (not held)."""
+    log: dict[str, list] = {"sends": [], "at_once": []}
+    uncork, write = _ws._DirectWriter.uncork, _ws._DirectWriter.write
+
+    def spy_uncork(self):
+        if self.corked:
+            log["sends"].append(len(self.corked))
+        uncork(self)
+
+    def spy_write(self, wire):
+        if self.corked is None:
+            log["at_once"].append(wire)
+        return write(self, wire)
+
+    monkeypatch.setattr(_ws._DirectWriter, "uncork", spy_uncork)
+    monkeypatch.setattr(_ws._DirectWriter, "write", spy_write)
+    return log
+
+
+async def _subscribed(stack, url, syms, n=20):
+    """``n`` clients, client i subscribed to instrument ``syms[i % len(syms)]``."""
+    clients = [await stack.enter_async_context(connect(url)) for _ in range(n)]
+    for i, ws in enumerate(clients):
+        ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % len(syms)]]))
+        assert ack["type"] == "subscribed"
+    return clients
+
+
 async def _events(ws, n):
     """The next n frames, which must all be event frames (heartbeats are off)."""
     out = [await _recv(ws) for _ in range(n)]
@@ -170,10 +201,7 @@ def test_many_direct_subscribers_get_every_event_in_order(writes):
         syms = ("BTC", "ETH")
         async with _serve(_app(bus)) as url:
             async with contextlib.AsyncExitStack() as stack:
-                clients = [await stack.enter_async_context(connect(url)) for _ in range(20)]
-                for i, ws in enumerate(clients):
-                    ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % 2]]))
-                    assert ack["type"] == "subscribed"
+                clients = await _subscribed(stack, url, syms)
                 events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]
                 for i, ws in enumerate(clients):
                     want = [e.seq for e in events if e.instrument == syms[i % 2]]
@@ -185,18 +213,10 @@ def test_many_direct_subscribers_get_every_event_in_order(writes):
     asyncio.run(main())
 
 
-def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, monkeypatch):
+def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, held):
     """Events published inside ``coalesced(app)`` (a relay handing on a batch) reach each
     live connection in order, its frames written in one piece when the block ends."""
-    sends: list[int] = []  # frames per uncork that wrote
-    original = _ws._DirectWriter.uncork
-
-    def spy(self):
-        if self.corked:
-            sends.append(len(self.corked))
-        original(self)
-
-    monkeypatch.setattr(_ws._DirectWriter, "uncork", spy)
+    sends = held["sends"]
 
     async def main():
         bus = EventBroadcaster()
@@ -204,10 +224,7 @@ def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, monkeypat
         syms = ("BTC", "ETH")
         async with _serve(app) as url:
             async with contextlib.AsyncExitStack() as stack:
-                clients = [await stack.enter_async_context(connect(url)) for _ in range(20)]
-                for i, ws in enumerate(clients):
-                    ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % 2]]))
-                    assert ack["type"] == "subscribed"
+                clients = await _subscribed(stack, url, syms)
                 with _ws.coalesced(app):
                     events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]
                     assert not sends  # nothing written yet
@@ -224,26 +241,11 @@ def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, monkeypat
 
 
 @pytest.mark.parametrize("bursts", [True, False])
-def test_a_loop_iterations_later_events_are_written_together_when_it_ends(monkeypatch, bursts):
+def test_a_loop_iterations_later_events_are_written_together_when_it_ends(held, bursts):
     """``ws_coalesce_bursts`` (the default): the first event of a loop iteration written to
     anyone goes at once, the later ones of the same iteration are held and written in one send
     per subscriber when it ends; off, each is written inside its ``publish``. Order is kept."""
-    sends: list[int] = []  # frames per held send
-    at_once: list[bytes] = []  # frames written inside their publish
-    original, original_write = _ws._DirectWriter.uncork, _ws._DirectWriter.write
-
-    def spy(self):
-        if self.corked:
-            sends.append(len(self.corked))
-        original(self)
-
-    def spy_write(self, wire):
-        if self.corked is None:
-            at_once.append(wire)
-        return original_write(self, wire)
-
-    monkeypatch.setattr(_ws._DirectWriter, "uncork", spy)
-    monkeypatch.setattr(_ws._DirectWriter, "write", spy_write)
+    sends, at_once = held["sends"], held["at_once"]
 
     async def main():
         bus = EventBroadcaster()
@@ -251,10 +253,7 @@ def test_a_loop_iterations_later_events_are_written_together_when_it_ends(monkey
         syms = ("BTC", "ETH")
         async with _serve(app) as url:
             async with contextlib.AsyncExitStack() as stack:
-                clients = [await stack.enter_async_context(connect(url)) for _ in range(20)]
-                for i, ws in enumerate(clients):
-                    ack = json.loads(await _op(ws, op="subscribe", instruments=[syms[i % 2]]))
-                    assert ack["type"] == "subscribed"
+                clients = await _subscribed(stack, url, syms)
                 await asyncio.sleep(0.05)  # a fresh loop iteration
                 bus.publish(_price(99, "SOL"))  # written to nobody: starts no burst
                 events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]  # one step
