@@ -240,11 +240,12 @@ def test_a_coalesced_burst_is_one_send_per_subscriber_in_order(writes, held):
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("bursts", [True, False])
-def test_a_loop_iterations_later_events_are_written_together_when_it_ends(held, bursts):
+@pytest.mark.parametrize(("bursts", "marked"), [(True, False), (True, True), (False, False)])
+def test_a_loop_iterations_later_events_are_written_together_when_it_ends(held, bursts, marked):
     """``ws_coalesce_bursts`` (the default): the first event of a loop iteration written to
     anyone goes at once, the later ones of the same iteration are held and written in one send
-    per subscriber when it ends; off, each is written inside its ``publish``. Order is kept."""
+    per subscriber when it ends, or as soon as the publisher's ``bus.burst()`` block ends
+    (``marked``); off, each is written inside its ``publish``. Order is kept."""
     sends, at_once = held["sends"], held["at_once"]
 
     async def main():
@@ -256,9 +257,11 @@ def test_a_loop_iterations_later_events_are_written_together_when_it_ends(held, 
                 clients = await _subscribed(stack, url, syms)
                 await asyncio.sleep(0.05)  # a fresh loop iteration
                 bus.publish(_price(99, "SOL"))  # written to nobody: starts no burst
-                events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]  # one step
-                assert len(at_once) == (10 if bursts else 300)  # bursts: only the first
-                assert not sends
+                with bus.burst() if marked else contextlib.nullcontext():
+                    events = [bus.publish(_price(i, syms[i % 2])) for i in range(30)]
+                    assert len(at_once) == (10 if bursts else 300)  # bursts: only the first
+                    assert not sends
+                assert len(sends) == (20 if marked else 0)  # marked: sent as the block ends
                 await asyncio.sleep(0)  # the iteration ends
                 # the rest: one send per subscriber (BTC had the first already)
                 assert sorted(sends) == ([14] * 10 + [15] * 10 if bursts else [])

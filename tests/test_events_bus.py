@@ -247,3 +247,30 @@ def test_reconnecting_subscriber_receives_every_event_exactly_once(ops, queue_si
             break
         received.append(e.seq)
     assert received == list(range(1, bus.last_seq + 1))
+
+
+def test_burst_end_callbacks_run_once_per_outermost_block_and_a_failing_one_is_removed(caplog):
+    bus = EventBroadcaster()
+    ends: list[int] = []
+    bus.on_burst_end(lambda: ends.append(bus.last_seq))
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    bus.on_burst_end(broken)
+    bus.publish(PriceUpdated(underlying="BTC", price=1.0))  # outside a block: nothing called
+    assert ends == []
+    with bus.burst():
+        bus.publish(PriceUpdated(underlying="BTC", price=2.0))
+        with bus.burst():  # nested: only the outermost end counts
+            bus.publish(PriceUpdated(underlying="BTC", price=3.0))
+        assert ends == []
+    assert ends == [3]
+    assert any("burst-end callback" in r.getMessage() for r in caplog.records)
+    with bus.burst():
+        pass
+    assert ends == [3, 3]  # the broken one was removed; the other still runs
+    bus.remove_burst_end(bus._burst_ends[0])
+    with bus.burst():
+        pass
+    assert ends == [3, 3]

@@ -239,8 +239,9 @@ class ApiProcess:
     def _ship_event(self, event: Any) -> None:
         """Broadcaster callback (inside the engine's ``publish``). The first event of a loop
         iteration is sent at once; the ones after it in the same iteration (a requote publishes
-        a burst) are sent together when it ends: two local writes per burst instead of one
-        per event, and an event on its own is never held."""
+        a burst) are sent together when it ends, or when the engine marks the end of the burst
+        (``bus.burst()``): two local writes per burst instead of one per event, and an event on
+        its own is never held."""
         self.events += 1
         if self._burst:
             self._batch.append(event)
@@ -309,6 +310,7 @@ class ApiProcess:
         self.events += len(history)
         self._send(("events", history))
         self.bus.add_callback(self._ship_event)
+        self.bus.on_burst_end(self._end_burst)  # a requote's events go when its loop ends
         self._following = True
         self.views.start()  # the first snapshot (and the configuration) shipped
         ready = asyncio.ensure_future(self._ready.wait())
@@ -357,6 +359,7 @@ class ApiProcess:
         self._stopping = True
         if self._following:
             self.bus.remove_callback(self._ship_event)
+            self.bus.remove_burst_end(self._end_burst)
             self._ship_batch()
             self._following = False
         if self.views._loop is not None:  # started

@@ -395,9 +395,10 @@ class _Fanout:
     def _start_burst(self) -> None:
         """``bursts``: the first event of a loop iteration that is written to anyone goes at
         once; the ones after it in the same iteration (a requote publishes ~36 quote events in
-        one step) are held and written together when the iteration ends: one send per
-        subscriber for the rest of the burst instead of one per event, and an event on its own
-        is never held."""
+        one step) are held and written together when the iteration ends, or earlier when the
+        publisher marks the end of its burst (:meth:`jaxmm.events.EventBroadcaster.burst`): one
+        send per subscriber for the rest of the burst instead of one per event, and an event on
+        its own is never held."""
         try:
             asyncio.get_running_loop().call_soon(self._end_burst)
         except RuntimeError:  # published outside a running loop: nothing to wait for
@@ -406,12 +407,17 @@ class _Fanout:
 
     def _sync(self) -> None:
         self._live, self._queued = tuple(self.live), tuple(self.queued)
+        marks = self.bursts and hasattr(self.bus, "on_burst_end")  # the publisher's bursts
         if (self.live or self.queued) and not self._registered:
             self._seen = self.bus.last_seq
             self.bus.add_callback(self.on_event)
+            if marks:
+                self.bus.on_burst_end(self._end_burst)  # held frames go when it ends
             self._registered = True
         elif not (self.live or self.queued) and self._registered:
             self.bus.remove_callback(self.on_event)
+            if marks:
+                self.bus.remove_burst_end(self._end_burst)
             self._registered = False
 
     def set_queued(self, conn: _Connection) -> None:

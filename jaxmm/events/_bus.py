@@ -23,9 +23,10 @@ Thread model: call ``publish`` and ``subscribe`` from the event loop's thread (u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ._types import EVENT_TYPES, EventBase
 
@@ -191,6 +192,8 @@ class EventBroadcaster:
         self._queue_size = queue_size
         self._subs: list[Subscription] = []
         self._callbacks: list[tuple[Callable[[EventBase], None], frozenset[str] | None]] = []
+        self._burst_ends: list[Callable[[], None]] = []
+        self._burst_depth = 0
         self._seq = 0
 
     @property
@@ -277,6 +280,45 @@ class EventBroadcaster:
         """Stop calling ``callback`` (compared by equality, so ``obj.method`` removes the
         bound method added earlier: each attribute access makes a new bound-method object)."""
         self._callbacks = [(cb, t) for cb, t in self._callbacks if cb != callback]
+
+    @contextlib.contextmanager
+    def burst(self) -> Iterator[None]:
+        """Mark events published together (a requote's quote events): when the outermost
+        block ends, every :meth:`on_burst_end` callback is called, so a consumer that holds a
+        burst's later events to send them at once (the WebSocket fan-out, the API process's
+        shipping) sends them now rather than when the event loop's iteration ends. Publishing
+        is unchanged; outside any block nothing is called.
+
+        Example:
+            >>> from jaxmm.events import PriceUpdated
+            >>> bus, ends = EventBroadcaster(), []
+            >>> bus.on_burst_end(lambda: ends.append(bus.last_seq))
+            >>> with bus.burst():
+            ...     for px in (1.0, 2.0):
+            ...         _ = bus.publish(PriceUpdated(underlying="BTC", price=px))
+            >>> ends
+            [2]
+        """
+        self._burst_depth += 1
+        try:
+            yield
+        finally:
+            self._burst_depth -= 1
+            if not self._burst_depth:
+                for cb in tuple(self._burst_ends):
+                    try:
+                        cb()
+                    except Exception:
+                        log.exception("burst-end callback %r failed and was removed", cb)
+                        self.remove_burst_end(cb)
+
+    def on_burst_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when each outermost :meth:`burst` block ends."""
+        self._burst_ends.append(callback)
+
+    def remove_burst_end(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback`` (compared by equality, as :meth:`remove_callback`)."""
+        self._burst_ends = [cb for cb in self._burst_ends if cb != callback]
 
     def history(self, from_seq: int = 0) -> list[EventBase]:
         """Recorded events with sequence number > ``from_seq`` (as far back as kept)."""
