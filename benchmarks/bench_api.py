@@ -48,7 +48,9 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
 
 The load average (``os.getloadavg``) is recorded before and after each run; the machine is
 shared, so repeat on an idle machine before quoting a number. WebSocket permessage-deflate is
-off (``--deflate`` turns it on). Writes benchmarks/results/api.json and api.md.
+off (``--deflate`` turns it on). Writes benchmarks/results/api.json and api.md. What any sender
+can do on the same machine (a C loop of ``send`` calls, a Python one, the ``websockets``
+library's ``broadcast``) is measured against this server by ``bench_ws_floor.py``.
 Every scenario runs ``--repeats`` times (default 3) against the same server; the headline numbers
 are medians, every run is kept in the JSON. Usage:
 ``python benchmarks/bench_api.py [--rate 500] [--seconds 5] [--ws-rates 20,200,1000] [--repeats 3]
