@@ -58,7 +58,14 @@ from typing import Any
 from fastapi import Request, Response
 
 from ._auth import RATE_COUNTED
-from ._threaded import ViewSnapshot, ViewSnapshots, _SnapshotEngine, uvicorn_server, view_app
+from ._threaded import (
+    HotViews,
+    ViewSnapshot,
+    ViewSnapshots,
+    _SnapshotEngine,
+    uvicorn_server,
+    view_app,
+)
 
 __all__ = ["ApiProcess", "SERIAL_HEADER"]
 
@@ -502,7 +509,7 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
     while views.current is None:  # the history, then the first snapshot
         _follow_one(await _read_frame(reader), views, bus)
     app = front_app(views, bus, settings, uds_path)
-    server = uvicorn_server(app)
+    server = uvicorn_server(HotViews(app))  # the common view read without FastAPI's stack
     # what start-up left (the imported modules, the app) is never collected again: a full
     # collection then walks only what serving allocates (as the engine does, gc_freeze)
     gc.collect()

@@ -468,17 +468,22 @@ async def quote(
 _POSITIONS = TypeAdapter(list[PositionOut])
 
 
-@router.get("/mm/positions", response_model=list[PositionOut], summary="Positions")
-async def positions(_: READ, ctx: CTX) -> Any:
-    version = getattr(ctx.engine, "positions_version", None)
-    if version is None:  # the engine itself: its positions are re-marked every tick
-        return ctx.engine.positions()
-    # a snapshot (jaxmm.api._threaded): the body is serialised once per positions version
-    v = version()
+def _positions_body(ctx: ApiContext) -> bytes:
+    """The JSON body of ``GET /mm/positions`` over a snapshot (jaxmm.api._threaded, which has
+    ``positions_version``): validated under ``list[PositionOut]`` and serialised once per
+    positions version, then served as these bytes."""
+    v = ctx.engine.positions_version()
     if ctx.positions_json is None or ctx.positions_json[0] != v:
         rows = _POSITIONS.validate_python(ctx.engine.positions())
         ctx.positions_json = (v, _POSITIONS.dump_json(rows, by_alias=True))
-    return Response(ctx.positions_json[1], media_type="application/json")
+    return ctx.positions_json[1]
+
+
+@router.get("/mm/positions", response_model=list[PositionOut], summary="Positions")
+async def positions(_: READ, ctx: CTX) -> Any:
+    if getattr(ctx.engine, "positions_version", None) is None:
+        return ctx.engine.positions()  # the engine itself: its positions are re-marked every tick
+    return Response(_positions_body(ctx), media_type="application/json")
 
 
 @router.get("/mm/greeks", response_model=GreeksOut, summary="Portfolio Greeks")
