@@ -253,3 +253,31 @@ def test_hot_views_answer_every_request_as_the_app_alone_does(method, path, quer
             await engine.stop()
 
     run(main())
+
+
+def test_prepare_serialises_a_new_snapshot_before_any_read():
+    async def main():
+        engine, hot, app = await _views()
+        try:
+            ctx = hot.state.ctx
+            hot.prepare()
+            assert ctx.quotes_json_version == engine.quotes_version()
+            old = ctx.quotes_json[(None, None)]
+            await engine.on_price("XYZ", 103.0, CLOCK_NS + 1)  # new quotes, a new snapshot
+            views = ctx.engine._views
+            views.refresh()
+            assert ctx.quotes_json_version != engine.quotes_version()  # not read yet
+            hot.prepare()
+            assert ctx.quotes_json_version == engine.quotes_version()
+            body = ctx.quotes_json[(None, None)]
+            assert body != old and json.loads(body) == engine.quotes()
+            await _warm(hot, app)
+            _, _, served = await _answer(
+                hot, "GET", "/api/v1/mm/quotes", [("Authorization", f"Bearer {READ}")]
+            )
+            assert served == body and app.calls == 0
+            assert ctx.quotes_json[(None, None)] is body  # served from it, not made again
+        finally:
+            await engine.stop()
+
+    run(main())

@@ -119,6 +119,13 @@ def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once(layout):
             assert r.status_code == 200, r.text
             assert "x-jaxmm-view-serial" not in r.headers  # between the processes only
             assert handed(s.api) == 1
+            if layout is ApiThread:  # the new snapshot's body was made before any read of it
+                ctx = s.api.front.local.state.ctx
+                for _ in range(200):
+                    if ctx.quotes_json_version == s.api.views.current.quotes_version:
+                        break
+                    await asyncio.sleep(0.01)
+                assert ctx.quotes_json_version == s.api.views.current.quotes_version
             got = (await s.client.get("/mm/quotes")).json()
             assert got == e.quotes()
             assert all(q["theo"] != before[q["symbol"]] for q in got)

@@ -509,7 +509,8 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
     while views.current is None:  # the history, then the first snapshot
         _follow_one(await _read_frame(reader), views, bus)
     app = front_app(views, bus, settings, uds_path)
-    server = uvicorn_server(HotViews(app))  # the common view read without FastAPI's stack
+    hot = HotViews(app)  # the common view read without FastAPI's stack
+    server = uvicorn_server(hot)
     # what start-up left (the imported modules, the app) is never collected again: a full
     # collection then walks only what serving allocates (as the engine does, gc_freeze)
     gc.collect()
@@ -534,6 +535,8 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
                 with coalesced(app):
                     for message in messages:
                         _follow_one(message, views, bus)
+                if any(message[0] == "views" for message in messages):
+                    hot.prepare()  # the new snapshot's bodies, before a read asks for them
 
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():

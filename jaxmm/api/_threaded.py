@@ -409,6 +409,14 @@ class HotViews:
         await send({"type": "http.response.start", "status": 200, "headers": [length, *headers]})
         await send({"type": "http.response.body", "body": body})
 
+    def prepare(self) -> None:
+        """Serialise the current snapshot's bodies now (into the routes' own caches), so the
+        first read after a new snapshot does not pay for it (~0.35 ms for 126 quotes): called
+        where a new snapshot arrives, on the thread or loop that serves the reads."""
+        for body_of in self._bodies.values():
+            with contextlib.suppress(Exception):  # a failing view: its route answers the error
+                body_of(self._ctx)
+
     def _learning(self, path: str, send: Any) -> Any:
         async def learn(message: dict) -> None:
             if message["type"] == "http.response.start" and message.get("status") == 200:
@@ -560,6 +568,7 @@ class ApiThread:
         self.server: Any = None  # the API thread's
         self.stream_server: Any = None  # the engine loop's (the event stream)
         self.front: _Front | None = None
+        self._prepared: ViewSnapshot | None = None  # the last snapshot handed to prepare
         self.loop: asyncio.AbstractEventLoop | None = None
         self.routed = {"api": 0, "stream": 0}
         self._engine_loop: asyncio.AbstractEventLoop | None = None
@@ -636,12 +645,22 @@ class ApiThread:
             conn.close()
 
     # ------------------------------------------------------------------ engine's loop
+    def _on_refresh(self, snap: ViewSnapshot) -> None:
+        """A snapshot was taken: a new one has its bodies serialised on the API thread at once
+        (:meth:`HotViews.prepare`), not by the first read of it."""
+        if snap is self._prepared or self.loop is None or self.front is None:
+            return
+        self._prepared = snap
+        with contextlib.suppress(RuntimeError):  # the API loop has closed: nothing to prepare
+            self.loop.call_soon_threadsafe(self.front.local.prepare)
+
     async def start(self, timeout_s: float = 30.0) -> None:
         """Snapshot the views, start the stream server (engine's loop) and the API thread;
         raises why a server did not start."""
         self._engine_loop = asyncio.get_running_loop()
         self.views.start()
         self.front = make_front_app(self.main, self.views, self._engine_loop)
+        self.views.on_refresh = self._on_refresh
         self.stream_server = self._server_factory(self.main)
         self._stream_task = asyncio.create_task(self.stream_server.serve(sockets=[]))
         while not self.stream_server.started and not self._stream_task.done():
