@@ -539,6 +539,17 @@ def _ws_open(port: int, path: str, first: bytes) -> tuple[socket.socket, bytes]:
         buf += data
 
 
+def _hold_rx_timestamps() -> socket.socket:
+    """A socket that asks for receive timestamps, to keep open while measuring: the kernel
+    stamps received packets only while some socket asks for it, and turns stamping on with a
+    delay, so without it the first reads after every client socket had closed would come
+    without a receive time."""
+    keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    time.sleep(0.1)  # the deferred switch-on
+    return keeper
+
+
 def _kernel_ns(anc: list) -> int:
     """The kernel's receive time (``SCM_TIMESTAMPNS``, CLOCK_REALTIME ns) of the newest segment
     a ``recvmsg`` returned (segments that waited in the queue are merged and carry the newest
@@ -744,6 +755,7 @@ async def _load(
     ws_only: bool,
     ws_client: str = "raw",
 ) -> None:
+    keeper = _hold_rx_timestamps()
     res: dict = {"rest": {}, "rest_saturated": {}, "ws": {}}
     for path in () if ws_only else ("/api/v1/mm/quotes", "/api/v1/mm/positions"):
         res["rest"][path] = await _rest_fixed_rate(port, token, path, rate, seconds)
@@ -761,6 +773,7 @@ async def _load(
     if os.environ.get("JAXMM_BENCH_LIVE") == "1" and not ws_only:  # with the REST runs
         res["engine_impact"] = await _engine_impact(port, token, seconds)
     Path(out).write_text(json.dumps(res))
+    keeper.close()
 
 
 async def _worker(fd: int) -> None:
@@ -784,8 +797,10 @@ async def _ws_load_only(
     port: int, token: str, subscribers: int, seconds: float, out: str, ws_client: str = "raw"
 ) -> None:
     """One fan-out load process: ``subscribers`` clients of one worker; raw latencies."""
+    keeper = _hold_rx_timestamps()
     res = await _ws_latency(port, token, subscribers, seconds, client=ws_client)
     Path(out).write_text(json.dumps(res))
+    keeper.close()
 
 
 def _fanout(args, env: dict, workers: int, redis_url: str, stream: str, token: str) -> dict:

@@ -297,6 +297,7 @@ def main() -> None:
     secret = secrets.token_urlsafe(48)
     token = mint_token("bench", "read", 3600, secret)
     env = dict(os.environ, JAXMM_JWT_SECRET=secret, JAX_PLATFORMS="cpu")
+    keeper = bench_api._hold_rx_timestamps()  # receive times for every read of the run
     rates = [float(x) for x in args.rates.split(",")]
     senders = [s for s in args.senders.split(",") if s]
     cbin = _compile_c() if "c" in senders else None
@@ -332,6 +333,7 @@ def main() -> None:
         "median": median,
         "runs": runs,
     }
+    keeper.close()
     print(json.dumps(median, indent=2))
     if args.no_write:
         return
