@@ -880,6 +880,36 @@ def _fanout(args, env: dict, workers: int, redis_url: str, stream: str, token: s
 # ---------------------------------------------------------------------------------- driver ----
 
 
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM a server process, then SIGKILL if it has not exited within 30 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+async def _get(port: int, token: str, path: str, expect: bytes = b"[") -> bytes:
+    """One GET on a fresh connection; the body."""
+    http = await _Http.open(port, token)
+    try:
+        return await http.get(path, expect)
+    finally:
+        http.close()
+
+
+def _machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.release()}")  # fmt: skip
+
+
+def _write(name: str, result: dict, markdown: str) -> None:
+    """``results/<name>.json`` and ``.md``."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.md").write_text(markdown + "\n")
+
+
 def _wait_ready(
     port: int, server: subprocess.Popen, timeout: float = 180.0, path: str = "/api/v1/health"
 ) -> None:
@@ -1083,14 +1113,12 @@ def main() -> None:
                       if k not in ("median", "runs", "ws_by_rate")}, indent=2))  # fmt: skip
     if args.no_write:
         return
-    RESULTS.mkdir(exist_ok=True)
     name = "api"
     if args.live:
         name = {(True, False): "api_live_single", (False, True): "api_live_process"}.get(
             (args.single_loop, args.api_process), "api_live"
         )
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / f"{name}.md").write_text(_markdown(args, result, by_rate, fanout) + "\n")
+    _write(name, result, _markdown(args, result, by_rate, fanout))
 
 
 def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
@@ -1265,11 +1293,7 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
         if fanout_workers:
             fanout = _fanout(args, env, fanout_workers, args.redis_url, stream, token)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
         sock.close()
         out_file.unlink(missing_ok=True)
         if fanout_workers:

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -46,7 +45,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_api  # the fixed-rate client, the live server, the readiness probe
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PATH = "/api/v1/mm/quotes"
 SENDERS = ("c", "python", "uvicorn", "jaxmm")
 
@@ -177,8 +175,7 @@ def _peer(kind: str, args, response_file: str, cbin: str | None) -> dict:
     try:
         return _run(port, args)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        bench_api._stop(server)
         sock.close()
 
 
@@ -232,7 +229,7 @@ def main() -> None:
     server, port = _live_server(args, env)
     runs: list[dict] = []
     try:
-        body = asyncio.run(_body(port, token))
+        body = asyncio.run(bench_api._get(port, token, PATH))
         response = (
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
             + f"content-length: {len(body)}\r\n\r\n".encode()
@@ -262,11 +259,7 @@ def main() -> None:
                   "trading", {k: round(v["ready_p99_ms"], 3) for k, v in run["trading"].items()},
                   file=sys.stderr)  # fmt: skip
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        bench_api._stop(server)
     median = {
         state: {
             kind: {
@@ -285,8 +278,7 @@ def main() -> None:
         "api_process": args.api_process,
         "bar_p99_ms": 2.0,
         "body_bytes": len(body),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.release()}",
+        "machine": bench_api._machine(),
         "load_avg_1min_before_each_run": [run["load_avg_before"] for run in runs],
         "median": median,
         "runs": runs,
@@ -296,17 +288,7 @@ def main() -> None:
     if args.no_write:
         return
     name = "rest_floor_process" if args.api_process else "rest_floor"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / f"{name}.md").write_text(_markdown(result) + "\n")
-
-
-async def _body(port: int, token: str) -> bytes:
-    http = await bench_api._Http.open(port, token)
-    try:
-        return await http.get(PATH)
-    finally:
-        http.close()
+    bench_api._write(name, result, _markdown(result))
 
 
 def _markdown(result: dict) -> str:

@@ -33,7 +33,6 @@ import base64
 import hashlib
 import json
 import os
-import platform
 import secrets
 import shutil
 import socket
@@ -47,7 +46,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_api  # the raw client, the jaxmm server, the readiness probe
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SUBSCRIBERS = 100
 SENDERS = ("c", "python", "websockets", "jaxmm")
 FRAME_BYTES = 182  # len(event_frame(AlertTriggered(severity="info", kind="bench", message="tick")))
@@ -219,16 +217,12 @@ def _one(kind: str, rate: float, seconds: float, token: str, env: dict, cbin: st
             bench_api._wait_ready(port, server, path=f"{times}?from_ns=0&to_ns=0")
         res = bench_api._ws_latency_raw(port, token, SUBSCRIBERS, seconds, None)
         if kind == "jaxmm":  # the server's own part: how long each marker's publish took
-            pub = asyncio.run(_get_json(port, token, f"{times}?from_ns={res['start_ns']}"
-                                        f"&to_ns={res['end_ns']}"))  # fmt: skip
+            window = f"{times}?from_ns={res['start_ns']}&to_ns={res['end_ns']}"
+            pub = json.loads(asyncio.run(bench_api._get(port, token, window)))
             res["publish_p50_ms"] = bench_api._pct([ns / 1e6 for ns in pub], 0.5)
             res["publish_p99_ms"] = bench_api._pct([ns / 1e6 for ns in pub], 0.99)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        bench_api._stop(server)
         sock.close()
     lat = res.pop("lat")
     out = {"p50_ms": res["p50_ms"], "p90_ms": bench_api._pct(lat, 0.9), "p99_ms": res["p99_ms"],
@@ -249,14 +243,6 @@ def _median(runs: list[dict]) -> dict:
             vals = [r[key] for r in runs if r.get(key) is not None]
             out[key] = statistics.median(vals) if vals else None
     return out
-
-
-async def _get_json(port: int, token: str, path: str) -> list:
-    http = await bench_api._Http.open(port, token)
-    try:
-        return json.loads(await http.get(path))
-    finally:
-        http.close()
 
 
 def _us_per_subscriber(lat: list[float]) -> float | None:
@@ -327,8 +313,7 @@ def main() -> None:
         "bar_p99_ms": 1.0,
         "repeats": args.repeats,
         "seconds": args.seconds,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.release()}",
+        "machine": bench_api._machine(),
         "load_avg_1min_before_each_run": [run["load_avg_before"] for run in runs],
         "median": median,
         "runs": runs,
@@ -337,9 +322,7 @@ def main() -> None:
     print(json.dumps(median, indent=2))
     if args.no_write:
         return
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ws_floor.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "ws_floor.md").write_text(_markdown(result) + "\n")
+    bench_api._write("ws_floor", result, _markdown(result))
 
 
 def _markdown(result: dict) -> str:

@@ -19,24 +19,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_api_threaded import CLOCK_NS, CONFIG, T30, feed  # the same small engine
 
 from jaxmm.api import ApiSettings, mint_token
 from jaxmm.api._auth import TokenBucketLimiter
 from jaxmm.api._threaded import HotViews, ViewSnapshots, _SnapshotEngine, view_app
-from jaxmm.engine import MarketMakerConfig, OptionsMarketMaker, UnderlyingConfig
-from jaxmm.feeds import SurfaceUpdate
+from jaxmm.engine import OptionsMarketMaker
 
 SECRET = "hot-views-secret-" + "0123456789abcdef" * 2
-T30 = 30 / 365
-STRIKES = [95.0, 100.0, 105.0]
-CLOCK_NS = 1_767_225_600_000_000_000
-CONFIG = MarketMakerConfig(
-    underlyings=[
-        UnderlyingConfig(symbol="XYZ", spot=100.0, strikes=STRIKES, expiries=[T30, 2 * T30],
-                         hedge_band=50.0, tick=0.01),
-    ],
-    limits={"XYZ": {"delta": 500.0, "gamma": 50.0, "vega": 5000.0, "theta": 50000.0}},
-)  # fmt: skip
 READ = mint_token("reader", "read", 600, SECRET)
 TRADE_ONLY = mint_token("trader", "trade", 600, SECRET)
 EXPIRED = mint_token("late", "read", 60, SECRET, now=time.time() - 600)  # expired 9 min ago
@@ -62,10 +52,7 @@ async def _views(**kw):
     app; the caller stops the engine."""
     engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
     await engine.start()
-    await engine.on_price("XYZ", 100.0, CLOCK_NS)
-    await engine.on_surface(
-        SurfaceUpdate("XYZ", [T30, 2 * T30], STRIKES, [[0.2] * 3] * 2, 100.0, CLOCK_NS, CLOCK_NS)
-    )
+    await feed(engine, 100.0)
     views = ViewSnapshots(engine)
     views.refresh()
     s = ApiSettings(**{"jwt_secret": SECRET, "rate_limit_per_s": 1e6,
