@@ -10,7 +10,9 @@ surface update ~2.5 ms (measured, 2 cores), and a request that lands behind them
   :meth:`positions` rows, taken on the engine's loop after every engine step that published an
   event (one refresh per loop iteration, however many events) and every ``interval_s`` as a
   safety net. A snapshot is always a whole step: never half a requote. The routes are the main
-  app's own (same validation, auth, errors, bodies), over a read-only engine facade.
+  app's own (same validation, auth, errors, bodies), over a read-only engine facade; the common
+  read (a valid ``read`` token, no query) is answered by :class:`HotViews` with the same bytes
+  without FastAPI's stack, and a new snapshot's bodies are serialised as it arrives.
   Only events that can change the views (:data:`VIEW_EVENTS`) trigger a refresh.
 - **The event stream** (``/api/v1/mm/ws``) stays on the engine's loop: the API thread reads a
   new connection's first bytes (without taking them) and hands a stream handshake to a second
