@@ -12,6 +12,7 @@ alone and requires the same answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -47,19 +48,23 @@ class Counting:
         await self.app(scope, receive, send)
 
 
+@contextlib.asynccontextmanager
 async def _views(**kw):
-    """A started engine with a position, its snapshot views, and HotViews over a counting view
-    app; the caller stops the engine."""
+    """A started engine, its snapshot views, and HotViews over a counting view app (settings
+    ``kw``); the engine is stopped on the way out."""
     engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
     await engine.start()
-    await feed(engine, 100.0)
-    views = ViewSnapshots(engine)
-    views.refresh()
-    s = ApiSettings(**{"jwt_secret": SECRET, "rate_limit_per_s": 1e6,
-                       "rate_limit_burst": 10**6, **kw})  # fmt: skip
-    limiter = TokenBucketLimiter(s.rate_limit_per_s, s.rate_limit_burst)
-    app = Counting(view_app(_SnapshotEngine(engine, views), s, limiter))
-    return engine, HotViews(app), app
+    try:
+        await feed(engine, 100.0)
+        views = ViewSnapshots(engine)
+        views.refresh()
+        s = ApiSettings(**{"jwt_secret": SECRET, "rate_limit_per_s": 1e6,
+                           "rate_limit_burst": 10**6, **kw})  # fmt: skip
+        limiter = TokenBucketLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+        app = Counting(view_app(_SnapshotEngine(engine, views), s, limiter))
+        yield engine, HotViews(app), app
+    finally:
+        await engine.stop()
 
 
 async def _warm(hot, app) -> None:
@@ -87,8 +92,7 @@ def run(coro) -> None:
 
 def test_the_common_read_is_answered_here_exactly_as_the_app_answers_it():
     async def main():
-        engine, hot, app = await _views()
-        try:
+        async with _views() as (engine, hot, app):
             auth = [("Authorization", f"Bearer {READ}")]
             for path in ("/api/v1/mm/quotes", "/api/v1/mm/positions"):
                 calls = app.calls
@@ -102,8 +106,6 @@ def test_the_common_read_is_answered_here_exactly_as_the_app_answers_it():
             status, headers, body = await _answer(hot, "GET", "/api/v1/mm/quotes", auth)
             assert len(json.loads(body)) == 12
             assert dict(headers)[b"content-length"] == str(len(body)).encode()
-        finally:
-            await engine.stop()
 
     run(main())
 
@@ -128,8 +130,7 @@ def test_the_common_read_is_answered_here_exactly_as_the_app_answers_it():
 )
 def test_every_other_request_reaches_the_app_and_gets_its_answer(url, headers, status):
     async def main():
-        engine, hot, app = await _views(cors_origins=["http://a"])
-        try:
+        async with _views(cors_origins=["http://a"]) as (engine, hot, app):
             await _warm(hot, app)
             mine = await _answer(hot, "GET", url, headers)
             assert app.calls == 1  # the app answered
@@ -138,16 +139,13 @@ def test_every_other_request_reaches_the_app_and_gets_its_answer(url, headers, s
             assert mine == theirs
             if ("Origin", "http://a") in headers:  # the app's CORS middleware answered
                 assert (b"access-control-allow-origin", b"http://a") in mine[1]
-        finally:
-            await engine.stop()
 
     run(main())
 
 
 def test_head_and_local_mode_go_to_the_app():
     async def main():
-        engine, hot, app = await _views()
-        try:
+        async with _views() as (engine, hot, app):
             await _warm(hot, app)
             r = await _answer(
                 hot, "HEAD", "/api/v1/mm/quotes", [("Authorization", f"Bearer {READ}")]
@@ -155,25 +153,19 @@ def test_head_and_local_mode_go_to_the_app():
             assert app.calls == 1 and r == await _answer(
                 app, "HEAD", "/api/v1/mm/quotes", [("Authorization", f"Bearer {READ}")]
             )
-        finally:
-            await engine.stop()
-        engine, hot, app = await _views(auth_disabled=True)
-        try:
+        async with _views(auth_disabled=True) as (engine, hot, app):
             for _ in range(2):  # never learned, never answered here: the app, every time
                 status, headers, _ = await _answer(hot, "GET", "/api/v1/mm/quotes", [])
             assert status == 200 and app.calls == 2 and not hot._headers
             # the app adds local mode's header
             assert any(k == b"x-jaxmm-auth" for k, _ in headers)
-        finally:
-            await engine.stop()
 
     run(main())
 
 
 def test_a_rate_limited_subject_is_counted_once_and_refused_by_the_app():
     async def main():
-        engine, hot, app = await _views(rate_limit_per_s=0.001, rate_limit_burst=2)
-        try:
+        async with _views(rate_limit_per_s=0.001, rate_limit_burst=2) as (engine, hot, app):
             auth = [("Authorization", f"Bearer {READ}")]
             for _ in range(2):  # the bucket's two tokens, each taken once: by the app, then here
                 assert (await _answer(hot, "GET", "/api/v1/mm/quotes", auth))[0] == 200
@@ -185,8 +177,6 @@ def test_a_rate_limited_subject_is_counted_once_and_refused_by_the_app():
             assert b"rate_limited" in body and any(k == b"retry-after" for k, _ in headers)
             tokens_after, _ = hot.state.limiter._buckets["reader"]
             assert tokens_after < 1.0  # nothing taken by the refused request, here or there
-        finally:
-            await engine.stop()
 
     run(main())
 
@@ -222,8 +212,7 @@ _HEADERS = st.lists(
 )
 def test_hot_views_answer_every_request_as_the_app_alone_does(method, path, query, headers):
     async def main():
-        engine, hot, app = await _views(cors_origins=["http://a"])
-        try:
+        async with _views(cors_origins=["http://a"]) as (engine, hot, app):
             await _warm(hot, app)
             mine = await _answer(hot, method, path + query, headers)
             here = app.calls == 0
@@ -236,16 +225,13 @@ def test_hot_views_answer_every_request_as_the_app_alone_does(method, path, quer
                 assert here  # the common read: answered here
             if here:
                 assert plain and mine[0] == 200
-        finally:
-            await engine.stop()
 
     run(main())
 
 
 def test_prepare_serialises_a_new_snapshot_before_any_read():
     async def main():
-        engine, hot, app = await _views()
-        try:
+        async with _views() as (engine, hot, app):
             ctx = hot.state.ctx
             hot.prepare()
             assert ctx.quotes_json_version == engine.quotes_version()
@@ -264,7 +250,5 @@ def test_prepare_serialises_a_new_snapshot_before_any_read():
             )
             assert served == body and app.calls == 0
             assert ctx.quotes_json[(None, None)] is body  # served from it, not made again
-        finally:
-            await engine.stop()
 
     run(main())
