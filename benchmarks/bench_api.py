@@ -87,10 +87,14 @@ REFRESH_RESET_PATH = "/bench/refresh-reset"  # --live: restart the engine's refr
 
 
 def _median_tree(runs: list) -> object:
-    """Element-wise median of same-shaped results (booleans: all true)."""
+    """Element-wise median of same-shaped results (booleans: all true; a figure some runs
+    lack, None there: the median of the others, None if none has it)."""
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return None
     first = runs[0]
     if isinstance(first, dict):
-        return {k: _median_tree([r[k] for r in runs]) for k in first}
+        return {k: _median_tree([r.get(k) for r in runs]) for k in first}
     if isinstance(first, bool):
         return all(runs)
     if isinstance(first, int | float):
@@ -901,6 +905,21 @@ async def _get(port: int, token: str, path: str, expect: bytes = b"[") -> bytes:
 def _machine() -> str:
     return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.release()}")  # fmt: skip
+
+
+def _report(name: str | None, result: dict, runs: list[dict], median: dict, markdown) -> None:
+    """Complete ``result`` with the machine, each run's load average before it
+    (``load_avg_before``), the medians and every run; print the medians; write
+    ``results/<name>.json`` and ``markdown(result)`` as ``.md`` unless ``name`` is None."""
+    result.update(
+        machine=_machine(),
+        load_avg_1min_before_each_run=[run["load_avg_before"] for run in runs],
+        median=median,
+        runs=runs,
+    )
+    print(json.dumps(median, indent=2))
+    if name is not None:
+        _write(name, result, markdown(result))
 
 
 def _write(name: str, result: dict, markdown: str) -> None:

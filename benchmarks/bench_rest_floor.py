@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,16 +258,8 @@ def main() -> None:
                   file=sys.stderr)  # fmt: skip
     finally:
         bench_api._stop(server)
-    median = {
-        state: {
-            kind: {
-                key: statistics.median(run[state][kind][key] for run in runs)
-                for key in runs[0][state][kind]
-            }
-            for kind in runs[0][state]
-        }
-        for state in ("rest", "trading")
-    }
+    keeper.close()
+    median = bench_api._median_tree([{s: run[s] for s in ("rest", "trading")} for run in runs])
     result = {
         "path": PATH,
         "rate": args.rate,
@@ -278,17 +268,9 @@ def main() -> None:
         "api_process": args.api_process,
         "bar_p99_ms": 2.0,
         "body_bytes": len(body),
-        "machine": bench_api._machine(),
-        "load_avg_1min_before_each_run": [run["load_avg_before"] for run in runs],
-        "median": median,
-        "runs": runs,
     }
-    keeper.close()
-    print(json.dumps(median, indent=2))
-    if args.no_write:
-        return
     name = "rest_floor_process" if args.api_process else "rest_floor"
-    bench_api._write(name, result, _markdown(result))
+    bench_api._report(None if args.no_write else name, result, runs, median, _markdown)
 
 
 def _markdown(result: dict) -> str:

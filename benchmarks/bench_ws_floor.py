@@ -234,17 +234,6 @@ def _one(kind: str, rate: float, seconds: float, token: str, env: dict, cbin: st
     return out
 
 
-def _median(runs: list[dict]) -> dict:
-    """Medians of the numeric figures of one sender's runs (None where a run had none)."""
-    out: dict = {"in_order": all(r["in_order"] for r in runs),
-                 "events": min(r["events"] for r in runs)}  # fmt: skip
-    for key, value in runs[0].items():
-        if key not in out and (value is None or isinstance(value, float)):
-            vals = [r[key] for r in runs if r.get(key) is not None]
-            out[key] = statistics.median(vals) if vals else None
-    return out
-
-
 def _us_per_subscriber(lat: list[float]) -> float | None:
     """Median over events of (last delivery - first delivery) / (subscribers - 1), in us: what
     each further subscriber costs the sender. ``lat`` holds each subscriber's events in order,
@@ -302,10 +291,8 @@ def main() -> None:
                   file=sys.stderr)  # fmt: skip
         run["load_avg_after"] = os.getloadavg()[0]
         runs.append(run)
-    median = {
-        rate: {kind: _median([run["by_rate"][rate][kind] for run in runs]) for kind in senders}
-        for rate in runs[0]["by_rate"]
-    }
+    keeper.close()
+    median = bench_api._median_tree([run["by_rate"] for run in runs])
     result = {
         "subscribers": SUBSCRIBERS,
         "frame_bytes": FRAME_BYTES,
@@ -313,16 +300,8 @@ def main() -> None:
         "bar_p99_ms": 1.0,
         "repeats": args.repeats,
         "seconds": args.seconds,
-        "machine": bench_api._machine(),
-        "load_avg_1min_before_each_run": [run["load_avg_before"] for run in runs],
-        "median": median,
-        "runs": runs,
     }
-    keeper.close()
-    print(json.dumps(median, indent=2))
-    if args.no_write:
-        return
-    bench_api._write("ws_floor", result, _markdown(result))
+    bench_api._report(None if args.no_write else "ws_floor", result, runs, median, _markdown)
 
 
 def _markdown(result: dict) -> str:
