@@ -67,11 +67,13 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -815,10 +817,7 @@ def _fanout(args, env: dict, workers: int, redis_url: str, stream: str, token: s
                 JAXMM_WS_HEARTBEAT_S="10")  # fmt: skip
     try:
         for _ in range(workers):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            sock.set_inheritable(True)
+            sock = _listener()
             socks.append(sock)
             ports.append(sock.getsockname()[1])
             procs.append(
@@ -920,6 +919,30 @@ def _report(name: str | None, result: dict, runs: list[dict], median: dict, mark
     print(json.dumps(median, indent=2))
     if name is not None:
         _write(name, result, markdown(result))
+
+
+def _listener(listen: bool = False) -> socket.socket:
+    """A TCP socket bound to a free loopback port that a child process can inherit (listening,
+    backlog 256, when ``listen``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    if listen:
+        sock.listen(256)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _compile_c(source: str, name: str) -> str | None:
+    """``source`` compiled with ``cc -O2`` into a fresh temporary folder: the binary's path,
+    or None when there is no C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    out = Path(tempfile.mkdtemp(prefix=f"jaxmm-{name}-"))
+    (out / f"{name}.c").write_text(source)
+    subprocess.run([cc, "-O2", "-o", str(out / name), str(out / f"{name}.c")], check=True)
+    return str(out / name)
 
 
 def _write(name: str, result: dict, markdown: str) -> None:
@@ -1271,10 +1294,7 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
                 stream: str) -> tuple[dict, dict | None]:  # fmt: skip
     """Start a server publishing ``ws_rate`` markers/s, run ``--repeats`` load runs against it
     (REST too when ``rest``), then the Redis fan-out when ``fanout_workers``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.set_inheritable(True)
+    sock = _listener()
     port = sock.getsockname()[1]
     senv = dict(env, JAXMM_BENCH_STREAM=stream, JAXMM_REDIS_URL=args.redis_url)
     me = [sys.executable, __file__, "--ws-rate", str(ws_rate), "--ws-impl", args.ws_impl]

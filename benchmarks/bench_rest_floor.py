@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -142,28 +141,9 @@ def _uvicorn_server(fd: int, body: bytes) -> None:
     asyncio.run(uvicorn.Server(config).serve(sockets=[socket.socket(fileno=fd)]))
 
 
-def _compile_c() -> str | None:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    out = Path(tempfile.mkdtemp(prefix="jaxmm-restfloor-"))
-    (out / "serve.c").write_text(C_SOURCE)
-    subprocess.run([cc, "-O2", "-o", str(out / "serve"), str(out / "serve.c")], check=True)
-    return str(out / "serve")
-
-
-def _listener() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    sock.set_inheritable(True)
-    return sock
-
-
 def _peer(kind: str, args, response_file: str, cbin: str | None) -> dict:
     """One fixed-rate run against a fresh ``kind`` server answering with the stored response."""
-    sock = _listener()
+    sock = bench_api._listener(listen=True)
     port, fd = sock.getsockname()[1], str(sock.fileno())
     if kind == "c":
         cmd = [cbin, fd, response_file]
@@ -220,7 +200,7 @@ def main() -> None:
     secret = secrets.token_urlsafe(48)
     token = mint_token("bench", "read", 3600, secret)
     env = dict(os.environ, JAXMM_JWT_SECRET=secret, JAX_PLATFORMS="cpu")
-    cbin = _compile_c()
+    cbin = bench_api._compile_c(C_SOURCE, "serve")
     peers = [k for k in SENDERS[:-1] if k != "c" or cbin is not None]
     if cbin is None:
         print("no C compiler (cc/gcc): the c server is left out", file=sys.stderr)

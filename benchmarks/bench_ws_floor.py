@@ -34,12 +34,10 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -189,22 +187,8 @@ async def _peer_websockets(fd: int, rate: float) -> None:
             broadcast(subscribed, _payload(seq))
 
 
-def _compile_c() -> str | None:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    out = Path(tempfile.mkdtemp(prefix="jaxmm-wsfloor-"))
-    (out / "send.c").write_text(C_SOURCE)
-    subprocess.run([cc, "-O2", "-o", str(out / "send"), str(out / "send.c")], check=True)
-    return str(out / "send")
-
-
 def _one(kind: str, rate: float, seconds: float, token: str, env: dict, cbin: str | None) -> dict:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    sock.set_inheritable(True)
+    sock = bench_api._listener(listen=True)
     port = sock.getsockname()[1]
     if kind == "jaxmm":
         cmd = [sys.executable, bench_api.__file__, "--ws-rate", repr(rate), "--_serve"]
@@ -275,7 +259,7 @@ def main() -> None:
     keeper = bench_api._hold_rx_timestamps()  # receive times for every read of the run
     rates = [float(x) for x in args.rates.split(",")]
     senders = [s for s in args.senders.split(",") if s]
-    cbin = _compile_c() if "c" in senders else None
+    cbin = bench_api._compile_c(C_SOURCE, "send") if "c" in senders else None
     if cbin is None and "c" in senders:
         print("no C compiler (cc/gcc): the c sender is left out", file=sys.stderr)
         senders.remove("c")
