@@ -59,6 +59,60 @@ def test_errors_and_auth_are_the_main_apps_and_the_rate_limit_is_counted_once():
     run(main())
 
 
+class _MarkedBodies(ApiProcess):
+    """Ships every common-read body with a leading space (still the same JSON): an answer that
+    has it was made from the engine's bytes, not serialised in the API process."""
+
+    @staticmethod
+    def _bodies(snap, last):
+        return tuple(b and (b[0], b" " + b[1]) for b in ApiProcess._bodies(snap, last))
+
+
+def test_the_common_reads_are_answered_with_the_bodies_the_engine_made():
+    async def main():
+        async with _serving(_MarkedBodies) as s:
+            for step in range(2):
+                for path in ("/mm/quotes", "/mm/positions"):
+                    for _ in range(2):  # the app's first (learning) answer, then HotViews'
+                        r = await s.client.get(path)
+                        assert r.content == b" " + (await s.single.get(path)).content, path
+                        assert int(r.headers["content-length"]) == len(r.content)
+                q = "/mm/quotes?underlying=XYZ"  # a filtered read: serialised in the process
+                assert (await s.client.get(q)).content == (await s.single.get(q)).content
+                if step == 0:  # a new snapshot with new quotes and a position: new bodies
+                    r = await s.client.post("/mm/price", json={"underlying": "XYZ", "price": 104.0})
+                    assert r.status_code == 200, r.text
+                    sym = s.engine.quotes()[0]["symbol"]
+                    r = await s.client.post(
+                        "/orders",
+                        json={"symbol": sym, "side": "buy", "quantity": 1, "order_type": "market"},
+                    )
+                    assert r.status_code == 201, r.text
+            assert (await s.client.get("/mm/positions")).json() == s.engine.positions() != []
+
+    run(main())
+
+
+def test_the_engine_ships_only_the_bodies_that_changed():
+    async def main():
+        async with serving() as s:
+            views = s.api.views
+            old = views.current
+            q, p = ApiProcess._bodies(old, None)
+            assert q == (old.quotes_version, (await s.single.get("/mm/quotes")).content)
+            assert p == (old.positions_version, (await s.single.get("/mm/positions")).content)
+            assert ApiProcess._bodies(old, old) == (None, None)
+            r = await s.client.post("/mm/price", json={"underlying": "XYZ", "price": 97.0})
+            assert r.status_code == 200, r.text
+            new = views.current
+            assert new.quotes_version != old.quotes_version
+            q, p = ApiProcess._bodies(new, old)
+            assert q == (new.quotes_version, (await s.single.get("/mm/quotes")).content)
+            assert p is None and new.positions_version == old.positions_version
+
+    run(main())
+
+
 def test_a_rejected_change_leaves_the_views_as_they_were():
     async def main():
         async with serving() as s:

@@ -13,13 +13,16 @@ and one Unix socket:
 - **The engine ships, in order, over the stream pair** (pickled, length-prefixed): every event
   it publishes, as it publishes it (its history first, at start), and a
   :class:`~jaxmm.api.ViewSnapshots` snapshot of the quote and position views whenever a refresh
-  changed it or the engine's configuration changed. Shipping an event costs the engine one
-  local write, however many clients subscribe.
+  changed it or the engine's configuration changed, with the common reads' JSON bodies made
+  from it in the engine's process (the ones that changed). Shipping an event costs the engine
+  one local write, however many clients subscribe.
 - **The event stream** (``/api/v1/mm/ws``) is served in the API process from a
   :class:`~jaxmm.api.RelayBroadcaster` fed with those events: the engine's own sequence numbers,
   replay, heartbeats, the slow-client cut-off, the direct write path (docs/events.md).
 - **Reads of the views** (``GET /api/v1/mm/quotes`` and ``/mm/positions``) are answered in the
-  API process by the main router's own routes over the latest snapshot.
+  API process by the main router's own routes over the latest snapshot. The common read (no
+  query) is answered with the bodies the engine made, so the API process serialises nothing
+  for it and unpickles a snapshot's rows only when another read needs them (a filter).
 - **Every other request** is forwarded over a Unix socket (in a private temporary directory) to
   the main :func:`jaxmm.api.create_app` app served on the engine's loop, and its answer relayed
   back. A changing request (not GET/HEAD/OPTIONS) refreshes the views before its response
@@ -58,6 +61,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from ._auth import RATE_COUNTED
+from ._routes import _positions_json, _quotes_json, _seed_view_bodies
 from ._threaded import (
     HotViews,
     ViewSnapshot,
@@ -241,7 +245,33 @@ class ApiProcess:
             return
         self.serial += 1
         self._shipped = (snap, config)
-        self._send(("views", self.serial, snap, None if config is last_config else config))
+        bodies = self._bodies(snap, last_snap)
+        rows = pickle.dumps((snap.quotes, snap.positions), protocol=pickle.HIGHEST_PROTOCOL)
+        packed = (snap.quotes_version, snap.positions_version, rows)
+        new_config = None if config is last_config else config
+        self._send(("views", self.serial, packed, new_config, bodies))
+
+    @staticmethod
+    def _bodies(snap: ViewSnapshot, last: ViewSnapshot | None) -> tuple[Any, Any]:
+        """The common reads' JSON bodies of ``snap`` that ``last`` (the snapshot shipped
+        before) did not have: ``((quotes_version, body) | None, (positions_version, body) |
+        None)``. Made here, in the engine's process while its step runs, so the API process only
+        stores them; a view that fails to serialise is sent as None and its route answers the
+        error."""
+        out: list[Any] = []
+        for version, rows, last_version, dump in (
+            (snap.quotes_version, snap.quotes, last and last.quotes_version, _quotes_json),
+            (snap.positions_version, snap.positions, last and last.positions_version,
+             _positions_json),
+        ):  # fmt: skip
+            body = None
+            if version != last_version:
+                try:
+                    body = (version, dump(rows))
+                except Exception:
+                    log.exception("views: a snapshot's body did not serialise")
+            out.append(body)
+        return out[0], out[1]
 
     def _ship_event(self, event: Any) -> None:
         """Broadcaster callback (inside the engine's ``publish``). The first event of a loop
@@ -395,21 +425,54 @@ class ApiProcess:
 # ---------------------------------------------------------------------- the API process ----
 
 
+class _ShippedSnapshot:
+    """A :class:`~jaxmm.api.ViewSnapshot` as the API process receives it: its two versions at
+    once, its rows (pickled in the engine's process) unpickled on first use. The common reads
+    are answered from the bodies the engine made, so most snapshots are never unpickled."""
+
+    __slots__ = ("quotes_version", "positions_version", "_pickled", "_rows")
+
+    def __init__(self, quotes_version: int, positions_version: int, pickled: bytes) -> None:
+        self.quotes_version = quotes_version
+        self.positions_version = positions_version
+        self._pickled = pickled
+        self._rows: tuple[tuple[dict, ...], tuple[dict, ...]] | None = None
+
+    def _load(self) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+        if self._rows is None:
+            self._rows = pickle.loads(self._pickled)
+            self._pickled = b""
+        return self._rows
+
+    @property
+    def quotes(self) -> tuple[dict, ...]:
+        return self._load()[0]
+
+    @property
+    def positions(self) -> tuple[dict, ...]:
+        return self._load()[1]
+
+
 class _RemoteViews:
     """The API process's copy of the engine's views: the latest snapshot and configuration
     shipped, and its number; :meth:`at_least` waits for a given number."""
 
     def __init__(self) -> None:
-        self.current: ViewSnapshot | None = None
+        self.current: _ShippedSnapshot | None = None
         self.config: Any = None
         self.serial = 0
+        # the latest common-read bodies the engine made: (version, JSON bytes)
+        self.quotes_body: tuple[int, bytes] | None = None
+        self.positions_body: tuple[int, bytes] | None = None
         self._waiters: list[tuple[int, asyncio.Future]] = []
 
-    def apply(self, message: tuple[int, ViewSnapshot, Any]) -> None:
-        serial, snap, config = message
-        self.current = snap
+    def apply(self, message: tuple[int, tuple[int, int, bytes], Any, tuple[Any, Any]]) -> None:
+        serial, packed, config, (quotes, positions) = message
+        self.current = _ShippedSnapshot(*packed)
         if config is not None:
             self.config = config
+        self.quotes_body = quotes or self.quotes_body
+        self.positions_body = positions or self.positions_body
         self.serial = serial
         keep = []
         for n, fut in self._waiters:
@@ -509,6 +572,8 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
     while views.current is None:  # the history, then the first snapshot
         _follow_one(await _read_frame(reader), views, bus)
     app = front_app(views, bus, settings, uds_path)
+    ctx = app.state.ctx
+    _seed_view_bodies(ctx, views.quotes_body, views.positions_body)
     hot = HotViews(app)  # the common view read without FastAPI's stack
     server = uvicorn_server(hot)
     # what start-up left (the imported modules, the app) is never collected again: a full
@@ -536,7 +601,8 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
                     for message in messages:
                         _follow_one(message, views, bus)
                 if any(message[0] == "views" for message in messages):
-                    hot.prepare()  # the new snapshot's bodies, before a read asks for them
+                    # the engine made the new snapshot's bodies: stored, not serialised here
+                    _seed_view_bodies(ctx, views.quotes_body, views.positions_body)
 
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():

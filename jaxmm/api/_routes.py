@@ -417,6 +417,12 @@ _QUOTES = TypeAdapter(list[QuoteOut])
 _MAX_QUOTE_BODIES = 256  # distinct (underlying, expiry) filters kept per quotes_version
 
 
+def _quotes_json(rows: Any) -> bytes:
+    """Quote rows as FastAPI answers them under ``response_model=list[QuoteOut]``: validated,
+    then pydantic's ``dump_json`` (aliases)."""
+    return _QUOTES.dump_json(_QUOTES.validate_python(rows), by_alias=True)
+
+
 def _quotes_body(ctx: ApiContext, underlying: str | None, expiry: float | None) -> bytes:
     """The JSON body of ``GET /mm/quotes``: what FastAPI makes of ``engine.quotes()`` under
     ``response_model=list[QuoteOut]`` (validate, then pydantic's ``dump_json``), serialised once
@@ -429,8 +435,7 @@ def _quotes_body(ctx: ApiContext, underlying: str | None, expiry: float | None) 
     key = (underlying, expiry)
     body = ctx.quotes_json.get(key)
     if body is None:
-        rows = engine.quotes(underlying=underlying, expiry=expiry)
-        body = _QUOTES.dump_json(_QUOTES.validate_python(rows), by_alias=True)
+        body = _quotes_json(engine.quotes(underlying=underlying, expiry=expiry))
         if len(ctx.quotes_json) >= _MAX_QUOTE_BODIES:
             ctx.quotes_json.clear()
         ctx.quotes_json[key] = body
@@ -468,15 +473,33 @@ async def quote(
 _POSITIONS = TypeAdapter(list[PositionOut])
 
 
+def _positions_json(rows: Any) -> bytes:
+    """Position rows as FastAPI answers them under ``response_model=list[PositionOut]``."""
+    return _POSITIONS.dump_json(_POSITIONS.validate_python(rows), by_alias=True)
+
+
 def _positions_body(ctx: ApiContext) -> bytes:
     """The JSON body of ``GET /mm/positions`` over a snapshot (jaxmm.api._threaded, which has
     ``positions_version``): validated under ``list[PositionOut]`` and serialised once per
     positions version, then served as these bytes."""
     v = ctx.engine.positions_version()
     if ctx.positions_json is None or ctx.positions_json[0] != v:
-        rows = _POSITIONS.validate_python(ctx.engine.positions())
-        ctx.positions_json = (v, _POSITIONS.dump_json(rows, by_alias=True))
+        ctx.positions_json = (v, _positions_json(ctx.engine.positions()))
     return ctx.positions_json[1]
+
+
+def _seed_view_bodies(
+    ctx: ApiContext, quotes: tuple[int, bytes] | None, positions: tuple[int, bytes] | None
+) -> None:
+    """Fill the two caches above with bodies made elsewhere from the same rows:
+    ``quotes`` = ``(quotes_version, body of the unfiltered GET /mm/quotes)`` and ``positions``
+    = ``(positions_version, body)`` (None: nothing new). A cache already at that version is
+    kept (its filtered bodies with it)."""
+    if quotes is not None and ctx.quotes_json_version != quotes[0]:
+        ctx.quotes_json = {(None, None): quotes[1]}
+        ctx.quotes_json_version = quotes[0]
+    if positions is not None:
+        ctx.positions_json = positions
 
 
 @router.get("/mm/positions", response_model=list[PositionOut], summary="Positions")
