@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
+import struct
 
 import httpx
 import pytest
 import websockets
 from _wsserver import recv_events, subscribe
-from test_api_threaded import CONFIG
+from test_api_threaded import CLOCK_NS, CONFIG
 from test_api_threaded import serving as _serving
 
 from jaxmm._live import run_live
@@ -109,6 +111,79 @@ def test_the_engine_ships_only_the_bodies_that_changed():
             q, p = ApiProcess._bodies(new, old)
             assert q == (new.quotes_version, (await s.single.get("/mm/quotes")).content)
             assert p is None and new.positions_version == old.positions_version
+
+    run(main())
+
+
+class _CountedWrites(ApiProcess):
+    """Keeps every write to the API process, to see what one engine step ships and when."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.writes = []
+
+    def _write(self, data):
+        self.writes.append(data)
+        super()._write(data)
+
+
+def _shipped(data: bytes) -> list:
+    """One write's messages, each as (kind, event types | snapshot number)."""
+    out, pos = [], 0
+    while pos < len(data):
+        (n,) = struct.unpack_from("!I", data, pos)
+        kind, *rest = pickle.loads(data[pos + 4 : pos + 4 + n])
+        out.append((kind, [e.type for e in rest[0]] if kind == "events" else rest[0]))
+        pos += 4 + n
+    return out
+
+
+def test_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
+    async def step(s, price):
+        """Writes during one engine step, and every write it caused (in order)."""
+        n, serial = len(s.api.writes), s.api.serial
+        await s.engine.on_price("XYZ", price, CLOCK_NS)
+        during = len(s.api.writes) - n
+        for _ in range(500):  # the snapshot, shipped after the step (nothing else runs)
+            if s.api.serial > serial and s.api._held is None:
+                break
+            await asyncio.sleep(0.01)
+        return during, [_shipped(w) for w in s.api.writes[n:]]
+
+    async def until(cond):
+        for _ in range(500):
+            if cond():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the API process did not say")
+
+    async def main():
+        async with _serving(_CountedWrites) as s:
+            # no stream open: nothing during the step, then its events and snapshot in one write
+            during, writes = await step(s, 101.0)
+            assert during == 0 and len(writes) == 1, writes
+            (events, types), (views, serial) = writes[0]
+            assert (events, views, serial) == ("events", "views", s.api.serial)
+            assert types[0] == "price_updated" and "quote_updated" in types
+            url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
+            async with websockets.connect(url) as ws:
+                await until(lambda: s.api._streams)
+                await subscribe(ws, types=["price_updated"])
+                # a stream open: the step's first event is written at once, inside the step
+                during, writes = await step(s, 102.0)
+                assert during >= 1 and writes[0] == [("events", ["price_updated"])], writes
+                assert writes[-1] == [("views", s.api.serial)]
+                (frame,) = await recv_events(ws, 1)
+                assert frame["event"]["price"] == 102.0
+            await until(lambda: not s.api._streams)  # the last stream closed
+            during, writes = await step(s, 103.0)
+            assert during == 0 and len(writes) == 1, writes
+            # the views and the stream's replay are whole after all that
+            assert (await s.client.get("/mm/quotes")).json() == s.engine.quotes()
+            async with websockets.connect(url) as ws:
+                await subscribe(ws, types=["price_updated"], from_seq=frame["seq"] + 1)
+                (again,) = await recv_events(ws, 1)
+            assert again["event"]["price"] == 103.0
 
     run(main())
 

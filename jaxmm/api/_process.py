@@ -15,7 +15,12 @@ and one Unix socket:
   :class:`~jaxmm.api.ViewSnapshots` snapshot of the quote and position views whenever a refresh
   changed it or the engine's configuration changed, with the common reads' JSON bodies made
   from it in the engine's process (the ones that changed). Shipping an event costs the engine
-  one local write, however many clients subscribe.
+  one local write, however many clients subscribe. While the API process has no WebSocket
+  connection open (it says so, one byte back on the pair), nobody there waits for an event:
+  the engine then holds everything it ships in a loop iteration and writes it in one piece at
+  the start of the next, so an engine step wakes the API process once, not three times (the
+  step's first event, the rest of its burst, its snapshot); with a stream open, each event goes
+  at once, as before.
 - **The event stream** (``/api/v1/mm/ws``) is served in the API process from a
   :class:`~jaxmm.api.RelayBroadcaster` fed with those events: the engine's own sequence numbers,
   replay, heartbeats, the slow-client cut-off, the direct write path (docs/events.md).
@@ -82,6 +87,8 @@ snapshot that holds a change's effect."""
 _ENTRY = "from jaxmm.api._process import main; main()"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LEN = struct.Struct("!I")
+# the API process to the engine, one byte each: serving; a first stream opened; the last closed
+_READY, _STREAMS_OPEN, _STREAMS_CLOSED = b"RSs"
 # request headers not forwarded (hop-by-hop, RFC 9110 7.6.1; the length is recomputed)
 _REQ_DROP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
@@ -210,6 +217,8 @@ class ApiProcess:
         self._shipped: tuple[Any, Any] = (None, None)  # (snapshot, config) last shipped
         self._batch: list[Any] = []  # events held until the end of this loop iteration
         self._burst = False  # an event was shipped in this loop iteration
+        self._streams = False  # the API process has a stream connection open
+        self._held: list[bytes] | None = None  # frames held until _flush (no stream open)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ready = asyncio.Event()
@@ -222,10 +231,31 @@ class ApiProcess:
 
     # ------------------------------------------------------------------ shipping
     def _send(self, obj: Any) -> None:
-        writer = self._writer
-        if writer is None:
+        """Ship one message: written at once while the API process has a stream open (or
+        outside a running loop); otherwise held, with everything else shipped in this loop
+        iteration, and written in one piece at the start of the next (:meth:`_flush`), so an
+        engine step wakes the API process once."""
+        if self._writer is None:
             return
-        writer.write(_frame(obj))
+        frame = _frame(obj)
+        if self._held is not None:
+            self._held.append(frame)  # a flush is due: after what it holds
+            return
+        if not self._streams:
+            with contextlib.suppress(RuntimeError):  # no running loop: written now
+                asyncio.get_running_loop().call_soon(self._flush)
+                self._held = [frame]
+                return
+        self._write(frame)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held and self._writer is not None:
+            self._write(b"".join(held))
+
+    def _write(self, data: bytes) -> None:
+        writer = self._writer
+        writer.write(data)
         if writer.transport.get_write_buffer_size() > self.max_unread_bytes:
             log.error("the API process stopped reading (%d bytes unread); killing it",
                       writer.transport.get_write_buffer_size())  # fmt: skip
@@ -278,15 +308,22 @@ class ApiProcess:
         iteration is sent at once; the ones after it in the same iteration (a requote publishes
         a burst) are sent together when it ends, or when the engine marks the end of the burst
         (``bus.burst()``): two local writes per burst instead of one per event, and an event on
-        its own is never held."""
+        its own is never held. While the API process has no stream open, nobody waits for an
+        event there: the first one is held with the rest (:meth:`_send`)."""
         self.events += 1
         if self._burst:
             self._batch.append(event)
             return
-        with contextlib.suppress(RuntimeError):  # no running loop: nothing to wait for
+        try:
             asyncio.get_running_loop().call_soon(self._end_burst)
-            self._burst = True
-        self._send(("events", [event]))
+        except RuntimeError:  # no running loop: nothing to wait for
+            self._send(("events", [event]))
+            return
+        self._burst = True
+        if self._streams:  # someone is watching: the first event goes at once
+            self._send(("events", [event]))
+        else:  # nobody streams: with the rest of the step and its snapshot, in one write
+            self._batch.append(event)
 
     def _ship_batch(self) -> None:
         batch, self._batch = self._batch, []
@@ -298,11 +335,17 @@ class ApiProcess:
         self._ship_batch()
 
     async def _watch(self) -> None:
-        """The API process's side of the stream: its ready byte, then its end."""
+        """The API process's side of the stream: its ready byte, whether it has a stream open
+        (:data:`_STREAMS_OPEN` / :data:`_STREAMS_CLOSED`), then its end."""
         with contextlib.suppress(ConnectionError, OSError):
-            while data := await self._reader.read(1):
-                if data == b"R":
-                    self._ready.set()
+            while data := await self._reader.read(64):
+                for byte in data:
+                    if byte == _READY:
+                        self._ready.set()
+                    elif byte in (_STREAMS_OPEN, _STREAMS_CLOSED):
+                        self._streams = byte == _STREAMS_OPEN
+                        if self._streams:
+                            self._flush()  # what was held goes now
         self._gone.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -398,6 +441,7 @@ class ApiProcess:
             self.bus.remove_callback(self._ship_event)
             self.bus.remove_burst_end(self._end_burst)
             self._ship_batch()
+            self._flush()
             self._following = False
         if self.views._loop is not None:  # started
             self.views.stop()
@@ -575,7 +619,7 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
     ctx = app.state.ctx
     _seed_view_bodies(ctx, views.quotes_body, views.positions_body)
     hot = HotViews(app)  # the common view read without FastAPI's stack
-    server = uvicorn_server(hot)
+    server = uvicorn_server(_StreamsOpen(hot, writer.write))
     # what start-up left (the imported modules, the app) is never collected again: a full
     # collection then walks only what serving allocates (as the engine does, gc_freeze)
     gc.collect()
@@ -611,7 +655,7 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
         serving.result()
         return
     following = asyncio.create_task(follow())
-    writer.write(b"R")
+    writer.write(bytes([_READY]))
     try:
         await asyncio.wait({following, serving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -619,6 +663,36 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
         await serving
         following.cancel()
         await app.state.client.aclose()
+
+
+class _StreamsOpen:
+    """ASGI wrapper (API process): tells the engine's process, one byte on the stream pair,
+    when the first WebSocket connection opens (:data:`_STREAMS_OPEN`) and when the last one
+    closes (:data:`_STREAMS_CLOSED`): the engine ships each event at once only while one is
+    open (:meth:`ApiProcess._send`)."""
+
+    def __init__(self, app: Any, tell: Callable[[bytes], Any]) -> None:
+        self.app = app
+        self.tell = tell
+        self.open = 0
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        self.open += 1
+        if self.open == 1:
+            self.tell(bytes([_STREAMS_OPEN]))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open -= 1
+            if self.open == 0:
+                self.tell(bytes([_STREAMS_CLOSED]))
 
 
 def _follow_one(message: tuple, views: _RemoteViews, bus: Any) -> None:
