@@ -393,3 +393,43 @@ def test_writer_backpressure_is_reported_not_dropped(tmp_path):
         await store.close()
 
     run(go())
+
+
+def test_a_sqlite_write_waits_out_another_connections_long_write(tmp_path):
+    """Another connection holds SQLite's write lock for 6 s (longer than sqlite3's default
+    5 s busy timeout): the store's snapshot write waits for it instead of failing with
+    "database is locked" (a stop's snapshot write failed that way once in CI)."""
+    import sqlite3
+    import threading
+
+    from jaxmm.store._repo import SQLITE_BUSY_TIMEOUT_S
+
+    path = tmp_path / "busy.db"
+    held_s = 6.0
+    assert SQLITE_BUSY_TIMEOUT_S > held_s > 5.0
+
+    async def go():
+        store = await Store.open(f"sqlite+aiosqlite:///{path}", migrate=True)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, held
+        other.execute("INSERT INTO position_snapshots (instrument, quantity, avg_price, "
+                      "realised_pnl, fees, last_fill_id, ts_ns) "
+                      "VALUES ('ETH-20261225-4000-P', 1, 1, 0, 0, 0, 1)")  # fmt: skip
+        release = threading.Timer(held_s, lambda: other.execute("COMMIT"))
+        release.start()
+        t0 = asyncio.get_running_loop().time()
+        snap = PositionSnapshot("BTC-20261225-100000-C", 3, Decimal("512.25"),
+                                Decimal("0"), Decimal("0"), 0, 5)  # fmt: skip
+        try:
+            await store.save_position_snapshot(snap)
+            waited = asyncio.get_running_loop().time() - t0
+            latest = await store.latest_position_snapshots()
+        finally:
+            release.join()
+            other.close()
+            await store.close()
+        assert waited >= held_s - 0.5  # it did wait for the other write, then wrote
+        assert set(latest) == {"ETH-20261225-4000-P", "BTC-20261225-100000-C"}
+        assert latest["BTC-20261225-100000-C"].quantity == 3
+
+    run(go())

@@ -60,6 +60,13 @@ __all__ = ["Store", "default_url", "Discrepancy", "FillSink", "PG_COPY_MIN"]
 
 _log = logging.getLogger(__name__)
 
+SQLITE_BUSY_TIMEOUT_S = 60.0
+"""How long a SQLite write waits for another connection's write transaction to end before it
+fails with "database is locked" (sqlite3's default is 5 s). The engine writes through several
+connections (the fill writer's own, the pool's for snapshots, orders and events), and on a disk
+busy with other writes one commit (an ``fsync``: ``synchronous=FULL``) can hold the write lock
+for seconds; a CI run once failed a stop's snapshot write that way after 5 s."""
+
 _FILLS = FillRow.__table__
 _ORDERS = OrderRow.__table__
 _TRANSITIONS = OrderTransitionRow.__table__
@@ -271,6 +278,8 @@ class Store:
             kwargs["pool_size"] = pool_size
         elif schema is not None:
             raise ValueError("schema: only supported on PostgreSQL")
+        else:  # SQLite: how long a write waits for another connection's write to commit
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         engine = create_async_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
