@@ -438,6 +438,293 @@ async def _rest_fixed_rate(port: int, token: str, path: str, rate: float, second
     }
 
 
+C_LOADGEN = r"""/* Open-loop HTTP/1.1 load at a fixed rate over keep-alive connections (bench_api).
+   usage: loadgen PORT RATE SECONDS CONNS PATH TOKEN EXPECT OUT
+   Request i is due at t0 + i/RATE (CLOCK_MONOTONIC; a timerfd wakes the one thread). A due
+   request goes out at once on an idle connection, or on the first one to free up (that wait
+   counts: it is the server's). For each request OUT gets one line:
+   sched_ns ready_ns done_ns wire_ns body_bytes
+   (monotonic: scheduled, when this process was ready to send it, when its response was read
+   whole; wire_ns: the kernel's receive time of the response's last segment (SO_TIMESTAMPNS,
+   CLOCK_REALTIME) minus the realtime clock at ready, i.e. ready -> arrival). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#define BUFSZ (1 << 20)
+
+typedef struct {
+    int fd, busy;
+    long req;          /* the request in flight */
+    char *buf;
+    size_t used;
+    int64_t arrived;   /* realtime ns of the last segment read */
+} conn_t;
+
+static int64_t now_ns(clockid_t c) {
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *what) { perror(what); exit(2); }
+
+static char req_text[4096];
+static int req_len;
+
+static void send_req(conn_t *c) {
+    int off = 0;
+    while (off < req_len) {
+        ssize_t n = send(c->fd, req_text + off, req_len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) continue;
+            die("send");
+        }
+        off += (int)n;
+    }
+}
+
+/* read what is there (waiting for it when `blocking`), stamping c->arrived with the
+   kernel's receive time; 0 when there was nothing to read, -1 when the server closed */
+static int read_some(conn_t *c, int blocking) {
+    char cbuf[256];
+    struct iovec iov = {c->buf + c->used, BUFSZ - c->used};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(c->fd, &m, blocking ? 0 : MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return 0;
+        die("recvmsg");
+    }
+    if (n == 0) return -1;  /* closed by the server */
+    c->used += (size_t)n;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(h), sizeof ts);
+            c->arrived = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+    return 1;
+}
+
+/* a whole response at the start of c->buf: its size, else 0; status and body length out */
+static size_t whole(conn_t *c, int *status, size_t *body, const char *expect) {
+    c->buf[c->used < BUFSZ ? c->used : BUFSZ - 1] = 0;
+    char *end = memmem(c->buf, c->used, "\r\n\r\n", 4);
+    if (!end) return 0;
+    size_t head = (size_t)(end - c->buf) + 4, len = 0;
+    *status = atoi(c->buf + 9);
+    for (char *p = c->buf; p < end; p++)
+        if ((p == c->buf || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0)
+            len = strtoul(p + 15, NULL, 10);
+    if (c->used < head + len) return 0;
+    if (*status != 200 || (len && c->buf[head] != expect[0])) {
+        fprintf(stderr, "loadgen: HTTP %d, body starts %.80s\n", *status, c->buf + head);
+        exit(4);
+    }
+    *body = len;
+    return head + len;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 9) {
+        fprintf(stderr, "usage: loadgen PORT RATE SECONDS CONNS PATH TOKEN EXPECT OUT\n");
+        return 1;
+    }
+    int port = atoi(argv[1]);
+    double rate = atof(argv[2]), seconds = atof(argv[3]);
+    int nconn = atoi(argv[4]);
+    const char *path = argv[5], *token = argv[6], *expect = argv[7];
+    long n = (long)(rate * seconds);
+    req_len = snprintf(req_text, sizeof req_text,
+        "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        "Accept: application/json\r\n\r\n", path, token);
+
+    conn_t *conns = calloc((size_t)nconn, sizeof *conns);
+    int ep = epoll_create1(0);
+    for (int i = 0; i < nconn; i++) {
+        conn_t *c = &conns[i];
+        c->fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) die("connect");
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+        c->buf = malloc(BUFSZ);
+        /* warm: the first request of each connection, blocking */
+        send_req(c);
+        int st; size_t body, took;
+        while (!(took = whole(c, &st, &body, expect)))
+            if (read_some(c, 1) < 0) { fprintf(stderr, "loadgen: closed at warm-up\n"); exit(3); }
+        memmove(c->buf, c->buf + took, c->used - took);
+        c->used -= took;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
+    }
+    int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+    struct epoll_event tev = {.events = EPOLLIN, .data.u32 = 0xffffffffu};
+    epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &tev);
+
+    size_t vec = sizeof(int64_t) * (size_t)n;
+    int64_t *sched = malloc(vec), *ready = malloc(vec), *done = malloc(vec);
+    int64_t *wire = malloc(vec), *wall = malloc(vec);
+    size_t *bytes = malloc(sizeof(size_t) * (size_t)n);
+    int64_t t0 = now_ns(CLOCK_MONOTONIC) + 50000000LL;
+    for (long i = 0; i < n; i++) sched[i] = t0 + (int64_t)((double)i * 1e9 / rate);
+
+    /* requests [0, next) are ready, [0, queued) sent, `finished` answered */
+    long next = 0, queued = 0, finished = 0;
+    int last = nconn - 1;  /* the connection used last */
+    while (finished < n) {
+        int64_t now = now_ns(CLOCK_MONOTONIC);
+        while (next < n && sched[next] <= now) {  /* due: ready now */
+            int64_t wr = now_ns(CLOCK_REALTIME), mono = now_ns(CLOCK_MONOTONIC);
+            ready[next] = mono;
+            wall[next] = wr;
+            next++;
+        }
+        while (queued < next) {  /* ready ones onto idle connections, in order, round robin
+                                    (every connection stays in use: none idles into the
+                                    server's keep-alive timeout) */
+            int i = -1;
+            for (int j = 1; j <= nconn; j++) {
+                int cand = (last + j) % nconn;
+                if (!conns[cand].busy) { i = cand; break; }
+            }
+            if (i < 0) break;
+            last = i;
+            conns[i].busy = 1;
+            conns[i].req = queued;
+            send_req(&conns[i]);
+            queued++;
+        }
+        if (next < n) {
+            struct itimerspec its = {0};
+            its.it_value.tv_sec = sched[next] / 1000000000LL;
+            its.it_value.tv_nsec = sched[next] % 1000000000LL;
+            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+        }
+        struct epoll_event evs[64];
+        int k = epoll_wait(ep, evs, 64, -1);
+        if (k < 0) { if (errno == EINTR) continue; die("epoll_wait"); }
+        for (int e = 0; e < k; e++) {
+            if (evs[e].data.u32 == 0xffffffffu) {
+                uint64_t x;
+                if (read(tfd, &x, sizeof x) < 0 && errno != EAGAIN) die("timerfd");
+                continue;
+            }
+            conn_t *c = &conns[evs[e].data.u32];
+            int got = read_some(c, 0);
+            if (got < 0) {
+                fprintf(stderr, "loadgen: the server closed a connection%s\n",
+                        c->busy ? " with a request in flight" : "");
+                exit(3);
+            }
+            if (!got) continue;
+            int st; size_t body, took;
+            while (c->busy && (took = whole(c, &st, &body, expect))) {
+                long r = c->req;
+                done[r] = now_ns(CLOCK_MONOTONIC);
+                wire[r] = c->arrived - wall[r];
+                bytes[r] = body;
+                memmove(c->buf, c->buf + took, c->used - took);
+                c->used -= took;
+                c->busy = 0;
+                finished++;
+            }
+        }
+    }
+    FILE *f = fopen(argv[8], "w");
+    if (!f) die("fopen");
+    for (long i = 0; i < n; i++)
+        fprintf(f, "%lld %lld %lld %lld %zu\n", (long long)sched[i], (long long)ready[i],
+                (long long)done[i], (long long)wire[i], bytes[i]);
+    fclose(f);
+    return 0;
+}
+"""
+
+
+def _loadgen_binary() -> str | None:
+    """The C load generator (:data:`C_LOADGEN`), compiled once per process; None without a C
+    compiler."""
+    global _LOADGEN
+    if _LOADGEN is False:
+        _LOADGEN = _compile_c(C_LOADGEN, "loadgen")
+    return _LOADGEN
+
+
+_LOADGEN: str | None | bool = False
+
+
+async def _rest_fixed_rate_c(
+    port: int, token: str, path: str, rate: float, seconds: float, binary: str
+) -> dict:
+    """:func:`_rest_fixed_rate`'s scenario and figures, the load made by the C program
+    :data:`C_LOADGEN` (one thread; each send woken by a ``timerfd`` at its scheduled time)
+    instead of this Python process: what is left of "from schedule" is then the server's and
+    the kernel's, not this interpreter's own lateness."""
+    with tempfile.TemporaryDirectory(prefix="jaxmm-load-") as tmp:
+        out = Path(tmp) / "lat.txt"
+        cmd = [binary, str(port), str(rate), str(seconds), str(CONNECTIONS), path, token, "[",
+               str(out)]  # fmt: skip
+        t0 = time.perf_counter()
+        await asyncio.to_thread(subprocess.run, cmd, check=True)
+        elapsed = time.perf_counter() - t0
+        rows = [tuple(map(int, line.split())) for line in out.read_text().splitlines()]
+    lat = [(done - sched) / 1e6 for sched, _, done, _, _ in rows]
+    lat_ready = [(done - ready) / 1e6 for _, ready, done, _, _ in rows]
+    lat_wire = [wire / 1e6 for *_, wire, _ in rows]
+    late = [(ready - sched) / 1e6 for sched, ready, *_ in rows]
+    sample = json.loads(await _get(port, token, path))
+    return {
+        "path": path,
+        "client": "c",
+        "target_rps": rate,
+        "achieved_rps": len(rows) / (rows[-1][2] - rows[0][0]) * 1e9 if rows else 0.0,
+        "elapsed_s": elapsed,
+        "requests": len(rows),
+        "p50_ms": _pct(lat, 0.50),
+        "p99_ms": _pct(lat, 0.99),
+        "max_ms": max(lat),
+        "ready_p50_ms": _pct(lat_ready, 0.50),
+        "ready_p99_ms": _pct(lat_ready, 0.99),
+        "wire_p50_ms": _pct(lat_wire, 0.50),
+        "wire_p99_ms": _pct(lat_wire, 0.99),
+        "send_late_p50_ms": _pct(late, 0.50),
+        "send_late_p99_ms": _pct(late, 0.99),
+        "body_bytes": int(sum(r[4] for r in rows) / len(rows)),
+        "items": len(sample) if isinstance(sample, list) else None,
+    }
+
+
+async def rest_fixed(
+    port: int, token: str, path: str, rate: float, seconds: float, client: str = "c"
+) -> dict:
+    """The fixed-rate REST scenario with the ``client`` load generator: ``"c"``
+    (:func:`_rest_fixed_rate_c`; the Python one when there is no C compiler) or ``"python"``
+    (:func:`_rest_fixed_rate`). The result says which ran (``client``)."""
+    binary = _loadgen_binary() if client == "c" else None
+    if binary is not None:
+        return await _rest_fixed_rate_c(port, token, path, rate, seconds, binary)
+    return {**await _rest_fixed_rate(port, token, path, rate, seconds), "client": "python"}
+
+
 async def _rest_saturated(port: int, token: str, path: str, seconds: float) -> dict:
     conns = [await _Http.open(port, token) for _ in range(CONNECTIONS)]
     lat: list[float] = []
@@ -760,11 +1047,12 @@ async def _load(
     server_pid: int,
     ws_only: bool,
     ws_client: str = "raw",
+    rest_client: str = "c",
 ) -> None:
     keeper = _hold_rx_timestamps()
     res: dict = {"rest": {}, "rest_saturated": {}, "ws": {}}
     for path in () if ws_only else ("/api/v1/mm/quotes", "/api/v1/mm/positions"):
-        res["rest"][path] = await _rest_fixed_rate(port, token, path, rate, seconds)
+        res["rest"][path] = await rest_fixed(port, token, path, rate, seconds, rest_client)
         res["rest_saturated"][path] = await _rest_saturated(port, token, path, seconds)
     for n in SUBSCRIBERS:
         w = await _ws_latency(port, token, n, seconds, server_pid, ws_client)
@@ -999,6 +1287,14 @@ def main() -> None:
     )
     p.add_argument("--ws-only", action="store_true", help="skip the REST scenarios")
     p.add_argument(
+        "--rest-client",
+        choices=("c", "python"),
+        default="c",
+        help="the fixed-rate REST load generator: a C program compiled at run time (one "
+        "thread, timerfd-paced; the Python client when there is no C compiler) or the Python "
+        "asyncio client",
+    )
+    p.add_argument(
         "--ws-client",
         choices=("raw", "raw-busy", "websockets"),
         default="raw",
@@ -1052,7 +1348,7 @@ def main() -> None:
         port, token, out, pid = args._load
         asyncio.run(
             _load(int(port), token, args.rate, args.seconds, out, int(pid), args.ws_only,
-                  args.ws_client)
+                  args.ws_client, args.rest_client)
         )  # fmt: skip
         return
     if args._wsload is not None:
@@ -1111,6 +1407,7 @@ def main() -> None:
         "rest_quotes_wire_p99_ms": q["wire_p99_ms"],
         "rest_positions_wire_p99_ms": pos["wire_p99_ms"],
         "rest_send_late_p99_ms": q["send_late_p99_ms"],
+        "rest_client": q.get("client", "python"),
         "rest_rate_target": args.rate,
         "ws_permessage_deflate": args.deflate,
         "rest_rps": res["rest_saturated"]["/api/v1/mm/quotes"]["rps"],
@@ -1187,24 +1484,32 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
             if args.live
             else "a started, idle `OptionsMarketMaker` (24 positions opened through `POST /orders`)"
         )
-        + " (BTC, 3 expiries x 21 strikes x C/P), JWT auth on; load from a "
-        f"separate Python process on loopback. Medians of {args.repeats} runs. 1-minute "
+        + " (BTC, 3 expiries x 21 strikes x C/P), JWT auth on; load on loopback from a "
+        "separate process ("
+        + (
+            "fixed-rate REST load from a C program, one thread woken by a `timerfd` at each "
+            "request's scheduled time, `--rest-client c`; the saturated REST runs and the "
+            "WebSocket subscribers from a Python process"
+            if result.get("rest_client") == "c"
+            else "Python, asyncio"
+        )
+        + f"). Medians of {args.repeats} runs. 1-minute "
         f"load average before each REST run {', '.join(f'{x:.2f}' for x in load_before)}, after "
         f"{', '.join(f'{x:.2f}' for x in load_after)} (a shared 2-core machine: a load above 2 "
         "means the server, the load generator and other work queue for the CPU).",
         "",
         f"| REST route | items | p50 / p99 at {args.rate:g} req/s (ms) | from ready p50 / p99 "
-        "(ms) | ready to arrival p50 / p99 (ms) | achieved req/s | saturated req/s (8 conns) "
-        "| bar p99 |",
-        "|---|---|---|---|---|---|---|---|",
+        "(ms) | ready to arrival p50 / p99 (ms) | load late p99 (ms) | achieved req/s | "
+        "saturated req/s (8 conns) | bar p99 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for path, r in res["rest"].items():
         sat = res["rest_saturated"][path]["rps"]
         rows.append(
             f"| `GET {path}` | {r['items']} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} "
             f"| {r['ready_p50_ms']:.2f} / {r['ready_p99_ms']:.2f} "
-            f"| {r['wire_p50_ms']:.2f} / {r['wire_p99_ms']:.2f} | "
-            f"{r['achieved_rps']:.0f} | {sat:.0f} | 2 ms |"
+            f"| {r['wire_p50_ms']:.2f} / {r['wire_p99_ms']:.2f} "
+            f"| {r['send_late_p99_ms']:.2f} | {r['achieved_rps']:.0f} | {sat:.0f} | 2 ms |"
         )
     rows += [
         "",
@@ -1263,9 +1568,14 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
         "",
         "REST latency runs from each request's scheduled send time (open loop, no coordinated "
         'omission) to the end of its response; "from ready" starts instead when the load '
-        "process was ready to send it (it sleeps to ~1.2 ms before the schedule in asyncio, "
-        "whose timer is in whole ms, then the rest in a thread's `time.sleep`; how late it was "
-        "ready, p50 / p99: "
+        "process was ready to send it ("
+        + (
+            "the C load generator is woken by a `timerfd` armed for each request's time"
+            if result.get("rest_client") == "c"
+            else "it sleeps to ~1.2 ms before the schedule in asyncio, whose timer is in whole "
+            "ms, then the rest in a thread's `time.sleep`"
+        )
+        + "; how late it was ready, p50 / p99: "
         + ", ".join(
             f"{r['path'].rsplit('/', 1)[-1]} {r['send_late_p50_ms']:.3f} / "
             f"{r['send_late_p99_ms']:.3f} ms"
@@ -1322,6 +1632,7 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
             subprocess.run(
                 [sys.executable, __file__, "--rate", str(args.rate), "--seconds",
                  str(args.seconds), "--ws-client", args.ws_client,
+                 "--rest-client", args.rest_client,
                  "--_load", str(port), token, str(out_file), str(server.pid)]
                 + ([] if rest else ["--ws-only"]),
                 check=True, env=env,

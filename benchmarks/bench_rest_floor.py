@@ -16,14 +16,18 @@ four servers in turn:
   stack jaxmm is built on, without jaxmm.
 - **jaxmm**: the engine's own server (``/mm/quotes`` from its view snapshot, JWT checked).
 
-The same four run first with no engine at all (the machine's floor at rest). The client is
-bench_api.py's fixed-rate one (open loop, 8 keep-alive connections, latency from the scheduled
-send, from when the load was ready, and from ready to the response's kernel arrival time), run
-in this driver's process. Medians over ``--repeats``; every run is kept in the JSON. Writes
-benchmarks/results/rest_floor.json and .md (``rest_floor_process`` with ``--api-process``).
+The same four run first with no engine at all (the machine's floor at rest). The load is
+bench_api.py's fixed-rate scenario (open loop, 8 keep-alive connections, latency from the
+scheduled send, from when the load was ready, and from ready to the response's kernel arrival
+time), made in turn, against each server, by each of ``--clients``: ``c``, bench_api's C load
+generator (one thread woken by a ``timerfd`` at each scheduled send), and ``python``, its
+asyncio client in this driver's process; the difference between the two is the load
+generator's own share of "from schedule". Medians over ``--repeats``; every run is kept in the
+JSON. Writes benchmarks/results/rest_floor.json and .md (``rest_floor_process`` with
+``--api-process``).
 
 Usage: ``python benchmarks/bench_rest_floor.py [--rate 500] [--seconds 5] [--repeats 3]
-[--api-process]``.
+[--clients c,python] [--api-process]``.
 """
 
 from __future__ import annotations
@@ -158,10 +162,14 @@ def _peer(kind: str, args, response_file: str, cbin: str | None) -> dict:
 
 
 def _run(port: int, args, token: str = "x") -> dict:
-    res = asyncio.run(bench_api._rest_fixed_rate(port, token, PATH, args.rate, args.seconds))
+    """One fixed-rate run per load client (``args.clients``, in that order): client -> figures."""
     keep = ("p50_ms", "p99_ms", "max_ms", "ready_p50_ms", "ready_p99_ms", "wire_p50_ms",
             "wire_p99_ms", "send_late_p99_ms", "achieved_rps", "body_bytes")  # fmt: skip
-    return {k: res[k] for k in keep}
+    out = {}
+    for client in args.clients:
+        res = asyncio.run(bench_api.rest_fixed(port, token, PATH, args.rate, args.seconds, client))
+        out[res["client"]] = {k: res[k] for k in keep}
+    return out
 
 
 def _live_server(args, env: dict) -> tuple[subprocess.Popen, int]:
@@ -182,9 +190,18 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario")
     p.add_argument("--repeats", type=int, default=3, help="runs of every scenario; medians")
     p.add_argument("--api-process", action="store_true", help="jaxmm's API in its own process")
+    p.add_argument(
+        "--clients",
+        default="c,python",
+        help="load generators, comma-separated: c (bench_api's C program), python (its "
+        "asyncio client)",
+    )
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--_peer", nargs=3, metavar=("KIND", "RESPONSE", "FD"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.clients = [c for c in args.clients.split(",") if c]
+    if not args.clients or set(args.clients) - {"c", "python"}:
+        raise SystemExit("--clients: c and/or python")
     if args._peer:
         kind, response_file, fd = args._peer
         response = Path(response_file).read_bytes()
@@ -216,26 +233,33 @@ def main() -> None:
         response_file = Path(tempfile.mkdtemp(prefix="jaxmm-restfloor-")) / "response"
         response_file.write_bytes(response)
         _peer(
-            peers[0], argparse.Namespace(rate=args.rate, seconds=1.0), str(response_file), cbin
+            peers[0],
+            argparse.Namespace(rate=args.rate, seconds=1.0, clients=args.clients),
+            str(response_file),
+            cbin,
         )  # warm-up, not kept: this process's first run pays for its own start
         # the engine's process stopped (SIGSTOP) for the runs "at rest": nothing else on the cores
         for r in range(args.repeats):
             run: dict = {"load_avg_before": os.getloadavg()[0], "rest": {}, "trading": {}}
             order = peers[r % len(peers) :] + peers[: r % len(peers)]  # none always first
+            k = r % len(args.clients)  # the clients' order turns too
+            rargs = argparse.Namespace(**vars(args))
+            rargs.clients = args.clients[k:] + args.clients[:k]
             os.kill(server.pid, signal.SIGSTOP)
             try:
                 for kind in order:
-                    run["rest"][kind] = _peer(kind, args, str(response_file), cbin)
+                    run["rest"][kind] = _peer(kind, rargs, str(response_file), cbin)
             finally:
                 os.kill(server.pid, signal.SIGCONT)
             for kind in order:
-                run["trading"][kind] = _peer(kind, args, str(response_file), cbin)
-            run["trading"]["jaxmm"] = _run(port, args, token)
+                run["trading"][kind] = _peer(kind, rargs, str(response_file), cbin)
+            run["trading"]["jaxmm"] = _run(port, rargs, token)
             runs.append(run)
-            print(f"repeat {r + 1}: ready p99 at rest",
-                  {k: round(v["ready_p99_ms"], 3) for k, v in run["rest"].items()},
-                  "trading", {k: round(v["ready_p99_ms"], 3) for k, v in run["trading"].items()},
-                  file=sys.stderr)  # fmt: skip
+            for client in args.clients:
+                print(f"repeat {r + 1}, {client} load: p99 from schedule / ready at rest",
+                      {k: _p99s(v, client) for k, v in run["rest"].items()}, "trading",
+                      {k: _p99s(v, client) for k, v in run["trading"].items()},
+                      file=sys.stderr)  # fmt: skip
     finally:
         bench_api._stop(server)
     keeper.close()
@@ -247,10 +271,16 @@ def main() -> None:
         "repeats": args.repeats,
         "api_process": args.api_process,
         "bar_p99_ms": 2.0,
+        "clients": args.clients,
         "body_bytes": len(body),
     }
     name = "rest_floor_process" if args.api_process else "rest_floor"
     bench_api._report(None if args.no_write else name, result, runs, median, _markdown)
+
+
+def _p99s(by_client: dict, client: str) -> tuple[float, float] | None:
+    m = by_client.get(client)
+    return None if m is None else (round(m["p99_ms"], 3), round(m["ready_p99_ms"], 3))
 
 
 def _markdown(result: dict) -> str:
@@ -266,26 +296,33 @@ def _markdown(result: dict) -> str:
         "(benchmarks/bench_rest_floor.py)",
         "",
         f"{result['machine']}; `GET {result['path']}` at {result['rate']:g} requests/s, open "
-        f"loop over 8 keep-alive connections from this driver's process, medians of "
+        f"loop over 8 keep-alive connections, medians of "
         f"{result['repeats']} runs of {result['seconds']:g} s; every server sends the same "
         f'{result["body_bytes"]}-byte body. "At rest": the engine\'s process stopped '
         f'(SIGSTOP). "Trading": the market maker trading on the simulated market '
         f"(`run_live`, as `jaxmm serve`), with jaxmm's API on {layout}. 1-minute load average "
         "before each run: "
         + ", ".join(f"{x:.2f}" for x in result["load_avg_1min_before_each_run"])
-        + ". Bar: p99 < 2 ms.",
+        + ". Bar: p99 < 2 ms. Load: **C** = bench_api's C load generator (one thread, woken "
+        "by a `timerfd` at each scheduled send), **Python** = its asyncio client in the driver's "
+        'process; both against each server in turn. "Load late": how late the load was '
+        "ready to send after the schedule (the load generator's own share of \"from "
+        'schedule").',
         "",
-        "| engine | server | p50 / p99 from schedule (ms) | from ready p50 / p99 (ms) "
+        "| engine | server | load | p50 / p99 from schedule (ms) | from ready p50 / p99 (ms) "
         "| ready to arrival p99 (ms) | load late p99 (ms) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
+    client_label = {"c": "C", "python": "Python"}
     for state, name in (("rest", "at rest"), ("trading", "trading")):
-        for kind, m in result["median"][state].items():
-            rows.append(
-                f"| {name} | {label[kind]} | {m['p50_ms']:.2f} / {m['p99_ms']:.2f} | "
-                f"{m['ready_p50_ms']:.2f} / {m['ready_p99_ms']:.2f} | {m['wire_p99_ms']:.2f} | "
-                f"{m['send_late_p99_ms']:.2f} |"
-            )
+        for kind, by_client in result["median"][state].items():
+            for client, m in by_client.items():
+                rows.append(
+                    f"| {name} | {label[kind]} | {client_label[client]} | "
+                    f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f} | "
+                    f"{m['ready_p50_ms']:.2f} / {m['ready_p99_ms']:.2f} | "
+                    f"{m['wire_p99_ms']:.2f} | {m['send_late_p99_ms']:.2f} |"
+                )
     return "\n".join(rows)
 
 
