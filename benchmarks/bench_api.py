@@ -166,10 +166,9 @@ def _switch_interval(args) -> float | None:
 
 def _live_kwargs() -> dict:
     """``run_live`` options from the environment (set by ``main`` from the command line)."""
-    mode = os.environ.get("JAXMM_BENCH_API_THREAD", "1")
-    out: dict = {"api_thread": mode == "1"}
-    if os.environ.get("JAXMM_BENCH_API_PROCESS") == "1":
-        out["api_process"] = True
+    thread = os.environ.get("JAXMM_BENCH_API_THREAD", "1") == "1"
+    process = os.environ.get("JAXMM_BENCH_API_PROCESS") == "1"
+    out: dict = {"layout": "process" if process else "thread" if thread else "loop"}
     if os.environ.get("JAXMM_BENCH_SWITCH_S"):
         out["switch_interval_s"] = float(os.environ["JAXMM_BENCH_SWITCH_S"])
     return out
@@ -1308,20 +1307,22 @@ def main() -> None:
         "--live",
         action="store_true",
         help="serve the market maker trading on the simulated market (jaxmm serve's wiring) "
-        "instead of an idle started engine; writes results/api_live.json and .md",
+        "instead of an idle started engine, the API on its own thread (run_live(layout="
+        "'thread'), jaxmm serve --api-thread) unless --api-process or --single-loop; writes "
+        "results/api_live.json and .md",
     )
     p.add_argument("--_serve", type=int, help=argparse.SUPPRESS)  # internal: server process
     p.add_argument(
         "--single-loop",
         action="store_true",
-        help="with --live: the API on the engine's event loop (run_live(api_thread=False)) "
+        help="with --live: the API on the engine's event loop (run_live(layout='loop')) "
         "instead of its own thread; writes results/api_live_single.json and .md",
     )
     p.add_argument(
         "--api-process",
         action="store_true",
-        help="with --live: the API from a process of its own (run_live(api_process=True)); "
-        "writes results/api_live_process.json and .md",
+        help="with --live: the API from a process of its own (run_live(layout='process'), "
+        "jaxmm serve's default); writes results/api_live_process.json and .md",
     )
     p.add_argument(
         "--switch-interval",

@@ -18,10 +18,12 @@ The single wiring behind ``jaxmm serve`` (:mod:`jaxmm._cli._serve`) and ``make d
   :func:`jaxmm.engine.run_simulation`);
 - when ``settings`` (:class:`jaxmm.api.ApiSettings`) are given, :func:`jaxmm.api.create_app`
   under uvicorn (REST API, WebSocket, console at ``/``) on a socket bound before the engine
-  starts — by default from a thread and event loop of its own (:class:`jaxmm.api.ApiThread`;
-  the interpreter's switch interval lowered to ``switch_interval_s`` meanwhile), with the
-  event stream and every request but the quote and position views still run on the engine's
-  loop; or, with ``api_process``, from a process of its own (:class:`jaxmm.api.ApiProcess`) —
+  starts, served as ``layout`` says: by default (``"process"``) from a process of its own
+  (:class:`jaxmm.api.ApiProcess`: connections accepted, the views and the event stream served
+  there, every other request forwarded to the engine's loop); ``"thread"``, from a thread and
+  event loop of its own (:class:`jaxmm.api.ApiThread`; the interpreter's switch interval
+  lowered to ``switch_interval_s`` meanwhile), with the event stream and every request but the
+  quote and position views still run on the engine's loop; ``"loop"``, on the engine's loop —
   and a ``read trade admin`` token for ``token_subject`` valid for
   ``min(seconds + 3600, 86400)`` s (3600 s for an unbounded run) unless authentication is off.
 
@@ -60,12 +62,15 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LiveSession", "bind_socket", "run_live", "SECONDS_PER_YEAR"]
+__all__ = ["API_LAYOUTS", "LiveSession", "bind_socket", "run_live", "SECONDS_PER_YEAR"]
 
 SECONDS_PER_YEAR = 365 * 86_400  # ACT/365F
 TOKEN_TTL_MAX_S = 86_400.0
 API_SWITCH_INTERVAL_S = 0.0002
 """The thread switch interval while the API thread runs (s; CPython's default is 0.005)."""
+API_LAYOUTS = ("process", "thread", "loop")
+"""Where :func:`run_live` serves the API: a process of its own (the default), a thread of its
+own, or the engine's event loop."""
 _SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -118,8 +123,8 @@ class LiveSession:
             (``traders.flow``: underlying -> :class:`jaxmm.feeds.TakerFlow`).
         app, server, store, settings: the FastAPI app and uvicorn server (None without
             ``settings``), the caller's store, the API settings.
-        api: the :class:`jaxmm.api.ApiThread` (``api_thread``) or
-            :class:`jaxmm.api.ApiProcess` (``api_process``) serving ``app``; else None.
+        api: the :class:`jaxmm.api.ApiProcess` (layout ``"process"``) or
+            :class:`jaxmm.api.ApiThread` (``"thread"``) serving ``app``; else None.
         host, port, port_moved: where the server listens (``port_moved``: the asked port was
             taken and a free one is used).
         base_url, url, token: ``http://host:port/``, the console URL (``?token=`` when
@@ -203,6 +208,7 @@ def _check(
     taker_intensity: float,
     sample_every: float,
     switch_interval_s: float | None = None,
+    layout: str = "process",
 ) -> None:
     from .engine import MarketMakerConfig
 
@@ -230,6 +236,8 @@ def _check(
         raise ValueError(
             f"switch_interval_s: must be None or finite and > 0 (s), got {switch_interval_s!r}"
         )
+    if layout not in API_LAYOUTS:
+        raise ValueError(f"layout: must be one of {', '.join(API_LAYOUTS)}, got {layout!r}")
 
 
 async def _settle(task: asyncio.Task) -> None:
@@ -265,9 +273,8 @@ async def run_live(
     taker_intensity: float = 0.2,
     token_subject: str = "console",
     session: LiveSession | None = None,
-    api_thread: bool = True,
+    layout: str = "process",
     switch_interval_s: float | None = API_SWITCH_INTERVAL_S,
-    api_process: bool = False,
 ) -> LiveSession:
     """Run the market maker live on the simulated market (module docstring) until
     ``seconds`` pass, :meth:`LiveSession.stop`, or SIGINT/SIGTERM; stop everything; return the
@@ -292,18 +299,18 @@ async def run_live(
             arrivals per second per side per option book at zero distance from fair (>= 0).
         token_subject: the subject of the minted token.
         session: a :class:`LiveSession` to fill in (default: a new one).
-        api_thread: serve the API from its own thread and event loop
+        layout: where the API is served (one of :data:`API_LAYOUTS`). ``"process"``
+            (default): from a process of its own (:class:`jaxmm.api.ApiProcess`: connections
+            accepted, the views and the event stream served there from what the engine ships,
+            every other request forwarded to the engine's loop), so the engine's process only
+            trades; ``"thread"``: from its own thread and event loop
             (:class:`jaxmm.api.ApiThread`: the quote and position views answered there from
             whole-step snapshots; every other request and the event stream on the engine's
-            loop), so an engine step does not hold up REST reads; False: the server shares
-            the engine's loop.
-        switch_interval_s: with ``api_thread``, the interpreter's thread switch interval
+            loop); ``"loop"``: the server shares the engine's loop. Numbers for each:
+            docs/api.md, "Performance".
+        switch_interval_s: with layout ``"thread"``, the interpreter's thread switch interval
             (``sys.setswitchinterval``, s, finite > 0) while the server runs, restored after:
             the longest the API thread waits for the engine thread's Python; None leaves it.
-        api_process: serve the API from a process of its own instead
-            (:class:`jaxmm.api.ApiProcess`: connections accepted, the views and the event
-            stream served there from what the engine ships, every other request forwarded to
-            the engine's loop); then ``api_thread`` and ``switch_interval_s`` do not apply.
 
     Raises ``ValueError`` naming the argument for a bad value (before anything starts).
 
@@ -319,7 +326,7 @@ async def run_live(
     """
     _check(
         config, seconds, seed, port, steps_per_second, surface_every, taker_intensity,
-        sample_every, switch_interval_s,
+        sample_every, switch_interval_s, layout,
     )  # fmt: skip
     from .engine import OptionsMarketMaker, SimulatedTraders, simulated_market
     from .feeds import SimulatedFeed, TakerFlow
@@ -387,19 +394,19 @@ async def run_live(
             from .api import create_app, uvicorn_server
 
             s.app = create_app(mm, store=store, settings=settings)
-            if not (api_thread or api_process):
+            if layout == "loop":
                 s.server = server = uvicorn_server(s.app)
 
         # --- engine, then server
         await mm.start()
-        if s.app is not None and api_process:
+        if s.app is not None and layout == "process":
             from .api import ApiProcess
 
             s.api = api = ApiProcess(s.app, sock)
             await api.start()
             s.server = api.internal_server
             server_task = asyncio.create_task(api.wait())
-        elif s.app is not None and api_thread:
+        elif s.app is not None and layout == "thread":
             from .api import ApiThread
 
             s.api = api = ApiThread(s.app, sock)

@@ -89,14 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-auth", action="store_true",
                    help="local mode: no authentication (loud warning; localhost only)")  # fmt: skip
     layout = s.add_mutually_exclusive_group()
+    layout.add_argument("--api-process", action="store_true",
+                        help="the API (views, event stream) from a process of its own: the "
+                             "engine's process only trades (the default)")  # fmt: skip
+    layout.add_argument(
+        "--api-thread",
+        action="store_true",
+        help="the API from a thread of its own in the engine's process (the event stream and "
+        "changes on the engine's loop)",
+    )
     layout.add_argument(
         "--single-loop",
         action="store_true",
-        help="the API on the engine's event loop, not its own thread",
+        help="the whole API on the engine's event loop",
     )
-    layout.add_argument("--api-process", action="store_true",
-                        help="the API (views, event stream) from a process of its own: "
-                             "the engine's process only trades")  # fmt: skip
     s.set_defaults(func=_lazy("_serve", "run_serve"))
     return p
 

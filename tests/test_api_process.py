@@ -227,7 +227,7 @@ def test_wait_raises_when_the_api_process_dies():
     run(main())
 
 
-def test_run_live_serves_from_a_process():
+def test_run_live_serves_from_a_process_by_default():
     seen = {}
 
     def on_ready(session):
@@ -243,7 +243,7 @@ def test_run_live_serves_from_a_process():
     cfg = MarketMakerConfig(underlyings=[CONFIG.underlyings[0]])
     s = asyncio.run(
         run_live(cfg, seconds=120.0, settings=ApiSettings(auth_disabled=True), port=0,
-                 on_ready=on_ready, api_process=True)
+                 on_ready=on_ready)
     )  # fmt: skip
     assert seen["health"]["status"] == "ok" and seen["quotes"] == seen["engine"]
     assert isinstance(s.api, ApiProcess) and s.api.process.returncode == 0

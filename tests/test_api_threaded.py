@@ -252,8 +252,8 @@ def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed(layout):
     run(main())
 
 
-@pytest.mark.parametrize("api_thread", [True, False])
-def test_run_live_serves_either_way_and_restores_the_switch_interval(api_thread):
+@pytest.mark.parametrize("layout", ["thread", "loop"])
+def test_run_live_serves_either_way_and_restores_the_switch_interval(layout):
     before = sys.getswitchinterval()
     seen = {}
 
@@ -270,14 +270,16 @@ def test_run_live_serves_either_way_and_restores_the_switch_interval(api_thread)
     cfg = MarketMakerConfig(underlyings=[CONFIG.underlyings[0]])
     s = asyncio.run(
         run_live(cfg, seconds=60.0, settings=ApiSettings(auth_disabled=True), port=0,
-                 on_ready=on_ready, api_thread=api_thread, switch_interval_s=0.0002)
+                 on_ready=on_ready, layout=layout, switch_interval_s=0.0002)
     )  # fmt: skip
     assert seen["health"]["status"] == "ok" and seen["quotes"] == 200
-    assert (s.api is not None) == api_thread
-    assert seen["switch"] == pytest.approx(0.0002 if api_thread else before)
+    assert isinstance(s.api, ApiThread) if layout == "thread" else s.api is None
+    assert seen["switch"] == pytest.approx(0.0002 if layout == "thread" else before)
     assert sys.getswitchinterval() == before and s.stop_reason == "stop()"
     with pytest.raises(ValueError, match="switch_interval_s"):
         asyncio.run(run_live(cfg, seconds=1.0, switch_interval_s=0.0))
+    with pytest.raises(ValueError, match="layout: must be one of process, thread, loop"):
+        asyncio.run(run_live(cfg, seconds=1.0, layout="threads"))
 
 
 def test_a_stream_handshake_goes_to_the_engines_loop_the_rest_to_the_api_thread():

@@ -369,9 +369,14 @@ def test_parser_has_every_command():
     p = build_parser()
     args = p.parse_args(["serve", "--no-auth", "--port", "0", "--seconds", "2"])
     assert args.no_auth and args.port == 0 and args.seconds == 2.0 and args.host == "127.0.0.1"
-    assert not args.single_loop and p.parse_args(["serve", "--single-loop"]).single_loop
-    assert not args.api_process and p.parse_args(["serve", "--api-process"]).api_process
-    with pytest.raises(SystemExit):  # two layouts at once
-        p.parse_args(["serve", "--single-loop", "--api-process"])
+    from jaxmm._cli._serve import serve_layout
+
+    assert serve_layout(args) == "process"  # the default: the API in a process of its own
+    for flag, layout in (("--api-process", "process"), ("--api-thread", "thread"),
+                         ("--single-loop", "loop")):  # fmt: skip
+        assert serve_layout(p.parse_args(["serve", flag])) == layout, flag
+    for two in (["--single-loop", "--api-process"], ["--api-thread", "--single-loop"]):
+        with pytest.raises(SystemExit):  # two layouts at once
+            p.parse_args(["serve", *two])
     with pytest.raises(SystemExit):
         p.parse_args(["db", "sideways"])

@@ -181,7 +181,7 @@ def test_serve_in_process_stops_by_itself_with_per_underlying_takers(tmp_path):
     db_file = tmp_path / "s.db"
     h = asyncio.run(
         serve(cfg, ApiSettings(auth_disabled=True), port=0, seconds=1.5,
-              db=f"sqlite+aiosqlite:///{db_file}", announce=said.append, api_thread=False)
+              db=f"sqlite+aiosqlite:///{db_file}", announce=said.append, layout="loop")
     )  # fmt: skip
     assert h.api is None and h.server is not None  # --single-loop: no API thread
     assert {u: f.k for u, f in h.traders.flow.items()} == {"XYZ": 5.0, "ABC": 0.8}

@@ -102,14 +102,12 @@ async def serve(
     steps_per_second: int = STEPS_PER_SECOND,
     handle: ServeHandle | None = None,
     announce: Any = print,
-    api_thread: bool = True,
-    api_process: bool = False,
+    layout: str = "process",
 ) -> ServeHandle:
     """Run engine + simulated market + API + console until ``seconds`` pass, Ctrl-C / SIGTERM
     or ``handle.stop()``; then stop everything (quotes cancelled, store flushed and closed) and
-    announce the final counts. ``api_thread``: the API on its own thread
-    (:func:`jaxmm._live.run_live`); False: on the engine's event loop; ``api_process``: from a
-    process of its own instead (:class:`jaxmm.api.ApiProcess`). Returns the handle.
+    announce the final counts. ``layout``: where the API is served (:func:`jaxmm._live.run_live`:
+    ``"process"``, the default, ``"thread"`` or ``"loop"``). Returns the handle.
 
     Raises :class:`CliError` for a store that cannot be opened, ``ValueError`` naming a bad
     argument, ``OSError`` when ``host:port`` cannot be bound (nothing started then)."""
@@ -146,7 +144,7 @@ async def serve(
             config, seconds=seconds, seed=seed, store=store, settings=settings, host=host,
             port=port, on_ready=ready, on_signal=on_signal, steps_per_second=steps_per_second,
             surface_every=SURFACE_EVERY, token_subject="console", session=h,
-            api_thread=api_thread, api_process=api_process,
+            layout=layout,
         )  # fmt: skip
     finally:
         if store is not None:
@@ -159,6 +157,14 @@ async def serve(
         f"(+{s.get('hedge_fills', 0):.0f} hedge){stored} ({h.stop_reason})"
     )
     return h
+
+
+def serve_layout(args: argparse.Namespace) -> str:
+    """The ``layout`` of ``jaxmm serve``'s flags: ``--api-thread`` -> ``"thread"``,
+    ``--single-loop`` -> ``"loop"``, else (``--api-process`` or nothing) ``"process"``."""
+    if args.single_loop:
+        return "loop"
+    return "thread" if args.api_thread else "process"
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -177,7 +183,7 @@ def run_serve(args: argparse.Namespace) -> int:
             serve(
                 cfg, settings, host=args.host, port=args.port, seconds=args.seconds,
                 seed=args.seed, db=args.db, announce=announce,
-                api_thread=not args.single_loop, api_process=args.api_process,
+                layout=serve_layout(args),
             )
         )  # fmt: skip
     except OSError as exc:  # the port is taken, the host is not ours

@@ -10,11 +10,12 @@
 - ``/api/v1/mm/ws``: the event stream (subscribe by type and instrument, every frame carries the
   event's sequence number, reconnect with ``from_seq`` replays exactly the missed events,
   heartbeats, slow clients cut off with :data:`CLOSE_LAGGED`).
-- :class:`ApiThread` / :class:`ViewSnapshots`: serve the app from its own thread and event
-  loop beside the engine's (views from whole-step snapshots, the event stream and every other
-  request on the engine's loop); what ``jaxmm serve`` and ``make demo`` run.
-  :class:`ApiProcess`: the same routing with connections accepted and the views answered in a
-  process of its own (no GIL or garbage collector shared with the engine).
+- :class:`ApiProcess`: serve the app from a process of its own (connections accepted, the
+  views answered from whole-step snapshots and the event stream served there, every other
+  request forwarded to the engine's loop; no GIL or garbage collector shared with the engine);
+  what ``jaxmm serve`` and ``make demo`` run. :class:`ApiThread` / :class:`ViewSnapshots`: the
+  views answered from a thread and event loop of its own beside the engine's, the event stream
+  and every other request on the engine's loop (``jaxmm serve --api-thread``).
 - :class:`RedisStreamPublisher` / :class:`RedisStreamRelay` / :class:`RelayBroadcaster` /
   :func:`make_relay_app`: several API worker processes serve one engine's events in order
   through Redis Streams.
