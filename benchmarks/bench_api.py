@@ -423,6 +423,14 @@ async def _rest_fixed_rate(port: int, token: str, path: str, rate: float, second
         "target_rps": rate,
         "achieved_rps": n / elapsed,
         "requests": n,
+        **_fixed_rate_figures(lat, lat_ready, lat_wire, late, bodies, sample),
+    }
+
+
+def _fixed_rate_figures(lat, lat_ready, lat_wire, late, bodies, sample) -> dict:
+    """The percentiles of a fixed-rate run (ms lists: from schedule, from ready, ready to
+    arrival, how late the load was ready), the mean body size and the items of a sample body."""
+    return {
         "p50_ms": _pct(lat, 0.50),
         "p99_ms": _pct(lat, 0.99),
         "max_ms": max(lat),
@@ -698,17 +706,7 @@ async def _rest_fixed_rate_c(
         "achieved_rps": len(rows) / (rows[-1][2] - rows[0][0]) * 1e9 if rows else 0.0,
         "elapsed_s": elapsed,
         "requests": len(rows),
-        "p50_ms": _pct(lat, 0.50),
-        "p99_ms": _pct(lat, 0.99),
-        "max_ms": max(lat),
-        "ready_p50_ms": _pct(lat_ready, 0.50),
-        "ready_p99_ms": _pct(lat_ready, 0.99),
-        "wire_p50_ms": _pct(lat_wire, 0.50),
-        "wire_p99_ms": _pct(lat_wire, 0.99),
-        "send_late_p50_ms": _pct(late, 0.50),
-        "send_late_p99_ms": _pct(late, 0.99),
-        "body_bytes": int(sum(r[4] for r in rows) / len(rows)),
-        "items": len(sample) if isinstance(sample, list) else None,
+        **_fixed_rate_figures(lat, lat_ready, lat_wire, late, [r[4] for r in rows], sample),
     }
 
 
