@@ -422,3 +422,53 @@ def test_a_failing_direct_write_falls_back_to_the_asgi_path_without_losing_event
             assert [json.loads(t)["seq"] for t in await _events(ws, 1)] == [5]
 
     asyncio.run(main())
+
+
+def _open_by_every_flag(direct) -> bool:
+    """The direct writer's closing check with every flag uvicorn's sansio protocol keeps
+    (what ``_DirectWriter.usable`` read before it kept two of them)."""
+    from websockets.protocol import State
+
+    proto = direct.proto
+    return not (proto.close_sent or proto.disconnected or proto.conn.state is not State.OPEN
+                or direct.transport.is_closing())  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["client_close", "server_close", "lost", "bad_frame"])
+def test_the_closing_check_agrees_with_every_flag_once_a_close_is_handled(how):
+    """``_DirectWriter.usable`` reads two of the protocol's four closing flags; between loop
+    callbacks (where ``publish`` runs) it must agree with all four, for every way a stream
+    ends: the client's close frame, the server's close (a cut-off), a lost connection, and a
+    frame the server cannot parse."""
+
+    async def main():
+        bus = EventBroadcaster()
+        app = _app(bus)
+        async with _serve(app) as url:
+            ws = await connect(url)
+            try:
+                ack = json.loads(await _op(ws, op="subscribe", types=["price_updated"]))
+                assert ack["type"] == "subscribed"
+                fan = app.state.ws_fanout
+                (conn,) = tuple(fan.live)
+                direct = conn.direct
+                assert direct.usable() and _open_by_every_flag(direct)
+                if how == "client_close":
+                    await ws.close()
+                elif how == "server_close":
+                    conn._cut_off()
+                elif how == "lost":
+                    ws.transport.abort()
+                else:  # a reserved opcode: the server fails the connection (RFC 6455 5.2)
+                    ws.transport.write(bytes([0x83, 0x80]) + b"\0\0\0\0")
+                async with asyncio.timeout(GUARD_S):
+                    while _open_by_every_flag(direct):
+                        assert direct.usable()  # both still open: the same answer
+                        await asyncio.sleep(0)
+                assert not direct.usable()
+                bus.publish(_price(0, "BTC"))  # never written to a closing stream
+                assert conn not in fan.live
+            finally:
+                ws.transport.abort()
+
+    asyncio.run(main())
