@@ -288,20 +288,12 @@ class ApiProcess:
         None)``. Made here, in the engine's process while its step runs, so the API process only
         stores them; a view that fails to serialise is sent as None and its route answers the
         error."""
-        out: list[Any] = []
-        for version, rows, last_version, dump in (
-            (snap.quotes_version, snap.quotes, last and last.quotes_version, _quotes_json),
-            (snap.positions_version, snap.positions, last and last.positions_version,
-             _positions_json),
-        ):  # fmt: skip
-            body = None
-            if version != last_version:
-                try:
-                    body = (version, dump(rows))
-                except Exception:
-                    log.exception("views: a snapshot's body did not serialise")
-            out.append(body)
-        return out[0], out[1]
+        quotes = positions = None
+        if last is None or snap.quotes_version != last.quotes_version:
+            quotes = _versioned(snap.quotes_version, _quotes_json, snap.quotes)
+        if last is None or snap.positions_version != last.positions_version:
+            positions = _versioned(snap.positions_version, _positions_json, snap.positions)
+        return quotes, positions
 
     def _ship_event(self, event: Any) -> None:
         """Broadcaster callback (inside the engine's ``publish``). The first event of a loop
@@ -464,6 +456,15 @@ class ApiProcess:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _versioned(version: int, dump: Callable[[Any], bytes], rows: Any) -> tuple[int, bytes] | None:
+    """``(version, dump(rows))``, or None (logged) when the rows do not serialise."""
+    try:
+        return version, dump(rows)
+    except Exception:
+        log.exception("views: a snapshot's body did not serialise")
+        return None
 
 
 # ---------------------------------------------------------------------- the API process ----
