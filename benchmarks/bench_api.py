@@ -63,6 +63,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -667,16 +668,11 @@ int main(int argc, char **argv) {
 """
 
 
+@functools.cache
 def _loadgen_binary() -> str | None:
     """The C load generator (:data:`C_LOADGEN`), compiled once per process; None without a C
     compiler."""
-    global _LOADGEN
-    if _LOADGEN is False:
-        _LOADGEN = _compile_c(C_LOADGEN, "loadgen")
-    return _LOADGEN
-
-
-_LOADGEN: str | None | bool = False
+    return _compile_c(C_LOADGEN, "loadgen")
 
 
 async def _rest_fixed_rate_c(
