@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import pickle
 import signal
@@ -21,7 +22,7 @@ import httpx
 import pytest
 import websockets
 from _wsserver import recv_events, subscribe
-from test_api_threaded import CLOCK_NS, CONFIG
+from test_api_threaded import CLOCK_NS, CONFIG, RELAY
 from test_api_threaded import serving as _serving
 
 from jaxmm._live import run_live
@@ -30,8 +31,15 @@ from jaxmm.engine import MarketMakerConfig
 
 
 def serving(**settings):
-    """``test_api_threaded.serving`` with the API in a process of its own."""
+    """``test_api_threaded.serving`` with the API in a process of its own (the event stream
+    handed to the engine's process, the default)."""
     return _serving(ApiProcess, **settings)
+
+
+def relaying(**settings):
+    """``serving`` with the event stream served by the API process (``stream="api"``: the
+    engine ships it every event)."""
+    return _serving(RELAY, **settings)
 
 
 def run(coro) -> None:
@@ -138,7 +146,7 @@ def _shipped(data: bytes) -> list:
     return out
 
 
-def test_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
+def test_relaying_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
     async def step(s, price):
         """Writes during one engine step, and every write it caused (in order)."""
         n, serial = len(s.api.writes), s.api.serial
@@ -158,7 +166,7 @@ def test_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
         raise AssertionError("the API process did not say")
 
     async def main():
-        async with _serving(_CountedWrites) as s:
+        async with _serving(functools.partial(_CountedWrites, stream="api")) as s:
             # no stream open: nothing during the step, then its events and snapshot in one write
             during, writes = await step(s, 101.0)
             assert during == 0 and len(writes) == 1, writes
@@ -188,6 +196,62 @@ def test_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
     run(main())
 
 
+def test_streams_are_handed_to_the_engines_process_and_a_step_is_one_write():
+    """By default the API process hands each stream connection to the engine's process (its
+    descriptor over a Unix socket, the handshake still unread in it): frames are written there,
+    inside ``publish``, and the engine ships the API process no event at all, only each step's
+    snapshot, in one write, stream open or not. Many handshakes at once are all taken; a stream
+    still open when the service stops is closed by it."""
+
+    async def step(s, price):
+        n, serial = len(s.api.writes), s.api.serial
+        await s.engine.on_price("XYZ", price, CLOCK_NS)
+        during = len(s.api.writes) - n
+        for _ in range(500):
+            if s.api.serial > serial and s.api._held is None:
+                break
+            await asyncio.sleep(0.01)
+        return during, [_shipped(w) for w in s.api.writes[n:]]
+
+    async def main():
+        async with _serving(_CountedWrites) as s:
+            url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
+            streams = [await websockets.connect(url) for _ in range(3)]
+            many = await asyncio.gather(*(websockets.connect(url) for _ in range(20)))
+            acks = await asyncio.gather(*(subscribe(ws, types=["price_updated"]) for ws in many))
+            assert {a["type"] for a in acks} == {"subscribed"}
+            for ws in many:
+                await ws.close()
+            ws = streams[0]
+            await subscribe(ws, types=["price_updated"])
+            assert s.api.streams_taken == 23 and not s.api._streams
+            during, writes = await step(s, 102.0)
+            assert during == 0 and writes == [[("views", s.api.serial)]], writes
+            (frame,) = await recv_events(ws, 1)
+            assert frame["event"]["price"] == 102.0
+            prices = [e for e in s.engine.events.history() if e.type == "price_updated"]
+            assert frame["seq"] == prices[-1].seq  # the engine's own sequence number
+            assert s.api.events == 0  # nothing shipped for the stream
+            # the REST reads are still the API process's, and equal to the engine's rows
+            assert (await s.client.get("/mm/quotes")).json() == s.engine.quotes()
+            assert s.api.proxied == 0
+            # a reconnect replays from the engine's own history
+            async with websockets.connect(url) as again:
+                await subscribe(again, types=["price_updated"], from_seq=frame["seq"])
+                (replayed,) = await recv_events(again, 1)
+            assert replayed == frame
+            open_at_stop = streams[1]
+            await subscribe(open_at_stop, types=["price_updated"])
+        # the service stopped with it open: closed, not left hanging
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(open_at_stop.recv(), 30)
+        for ws in streams:
+            await ws.close()
+
+    run(main())
+
+
 def test_a_rejected_change_leaves_the_views_as_they_were():
     async def main():
         async with serving() as s:
@@ -199,12 +263,12 @@ def test_a_rejected_change_leaves_the_views_as_they_were():
     run(main())
 
 
-def test_stream_replays_events_published_before_the_api_process_started():
+def test_relayed_stream_replays_events_published_before_the_api_process_started():
     """The engine ships its history first: a client of the API process replays from before
     the process existed (the live stream and reconnects: test_api_threaded.py, both layouts)."""
 
     async def main():
-        async with serving() as s:
+        async with relaying() as s:
             before = s.engine.events.last_seq  # published before the API process started
             assert before > 0 and s.api.events >= before
             url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
@@ -256,7 +320,7 @@ def test_an_api_process_that_stops_reading_is_killed_not_buffered_for():
     from jaxmm.events import AlertTriggered
 
     async def main():
-        async with serving() as s:
+        async with relaying() as s:  # the events make the backlog
             s.api.max_unread_bytes = 64 * 1024
             os.kill(s.api.process.pid, signal.SIGSTOP)  # hung: reads nothing more
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -44,6 +45,14 @@ CONFIG = MarketMakerConfig(
 )  # fmt: skip
 
 
+RELAY = functools.partial(ApiProcess, stream="api")  # the API process serves the stream too
+LAYOUTS = [
+    pytest.param(ApiThread, id="thread"),
+    pytest.param(ApiProcess, id="process"),  # the stream handed to the engine's process
+    pytest.param(RELAY, id="process-relay"),
+]
+
+
 async def feed(engine, spot: float) -> None:
     await engine.on_price("XYZ", spot, CLOCK_NS)
     await engine.on_surface(
@@ -67,8 +76,8 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(layout=ApiThread, **settings):
-    """A started engine, its app served by ``layout`` (ApiThread or ApiProcess) on a free
-    port; everything stopped and closed on the way out."""
+    """A started engine, its app served by ``layout`` (ApiThread, ApiProcess or RELAY) on a
+    free port; everything stopped and closed on the way out."""
     engine = OptionsMarketMaker(CONFIG, clock=lambda: CLOCK_NS)
     await engine.start()
     await feed(engine, 100.0)
@@ -98,7 +107,7 @@ def handed(api) -> int:
     return api.proxied if isinstance(api, ApiProcess) else api.front.bridged
 
 
-@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_views_are_the_engines_rows_and_a_change_is_read_back_at_once(layout):
     async def main():
         async with serving(layout) as s:
@@ -184,7 +193,7 @@ def test_validation_errors_name_the_field():
     run(main())
 
 
-@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_stream_carries_the_engines_sequence_numbers_and_replays(layout):
     async def main():
         async with serving(layout) as s:
@@ -233,18 +242,21 @@ def test_a_snapshot_is_a_whole_engine_step():
     run(main())
 
 
-@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_stop_leaves_nothing_on_the_engine_and_the_socket_closed(layout):
     async def main():
         async with serving(layout) as s:
             own = list(s.engine.events._callbacks)
             await s.client.get("/mm/quotes")
             folder = getattr(s.api, "_dir", None)  # the API process's Unix socket's
-        ours = {s.api.views._on_event, getattr(s.api, "_ship_event", None)} - {None}
+        ours = {s.api.views._on_event}
+        if layout is RELAY:
+            ours.add(s.api._ship_event)  # the events shipped to the API process
         assert s.engine.events._callbacks == [c for c in own if c[0] not in ours]
         assert len(s.engine.events._callbacks) == len(own) - len(ours)
-        if layout is ApiProcess:
+        if layout is not ApiThread:
             assert s.api.process.returncode == 0 and not os.path.exists(folder)
+            assert s.api._handoff is None
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as c:
                 await c.get(f"http://127.0.0.1:{s.port}/api/v1/health")
@@ -307,11 +319,12 @@ def _ws_frame(payload: bytes) -> bytes:
     )
 
 
-@pytest.mark.parametrize("layout", [ApiThread, ApiProcess])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_stream_opened_on_an_http_connection_is_served(layout):
     """A client that upgrades a keep-alive connection that began with a REST request (the API
     thread has it) still gets the stream, run on the engine's loop frame by frame; the API
-    process serves it as any other stream."""
+    process serving the stream itself (RELAY) serves it as any other stream; the API process
+    that hands streams to the engine's process refuses it with a 400 that says why."""
 
     async def main():
         async with serving(layout) as s:
@@ -330,6 +343,15 @@ def test_a_stream_opened_on_an_http_connection_is_served(layout):
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode()
             )
             head = await r.readuntil(b"\r\n\r\n")
+            if layout is ApiProcess:  # refused by the API process: the stream is the engine's
+                assert b" 400 " in head.split(b"\r\n")[0], head
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                error = json.loads(await r.readexactly(length))["error"]
+                assert error["field"] == "connection" and error["rule"] == "new_connection"
+                assert handed(s.api) == 1 and s.api.streams_taken == 0  # /health only
+                w.close()
+                await w.wait_closed()
+                return
             assert b" 101 " in head.split(b"\r\n")[0], head
             w.write(
                 _ws_frame(json.dumps({"op": "subscribe", "types": ["config_changed"]}).encode())

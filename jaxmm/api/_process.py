@@ -63,20 +63,23 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request, Response, WebSocket
 
 from ._auth import RATE_COUNTED
 from ._routes import _positions_json, _quotes_json, _seed_view_bodies
 from ._threaded import (
+    WS_PATH,
     HotViews,
     ViewSnapshot,
     ViewSnapshots,
+    _protocol_factory,
     _SnapshotEngine,
+    accept_routed,
     uvicorn_server,
     view_app,
 )
 
-__all__ = ["ApiProcess", "SERIAL_HEADER"]
+__all__ = ["ApiProcess", "SERIAL_HEADER", "STREAM_SIDES"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,12 @@ SERIAL_HEADER = "x-jaxmm-view-serial"
 snapshot that holds a change's effect."""
 
 _ENTRY = "from jaxmm.api._process import main; main()"
+STREAM_SIDES = ("engine", "api")
+"""Where :class:`ApiProcess` serves the event stream: ``"engine"`` (default), the engine's
+process (the API process hands it each stream connection); ``"api"``, the API process (the
+engine ships it every event)."""
+WS_ROUTE = WS_PATH.decode()
+FIRST_BYTES_TIMEOUT_S = 10.0  # a new connection that says nothing for this long is closed
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LEN = struct.Struct("!I")
 # the API process to the engine, one byte each: serving; a first stream opened; the last closed
@@ -195,10 +204,14 @@ class ApiProcess:
         sock: socket.socket,
         server_factory: Callable[[Any], Any] | None = None,
         *,
+        stream: str = "engine",
         snapshot_interval_s: float = 0.25,
         start_timeout_s: float = 120.0,
         max_unread_bytes: int = 256 * 2**20,
     ) -> None:
+        if stream not in STREAM_SIDES:
+            raise ValueError(f"stream: must be one of {', '.join(STREAM_SIDES)}, got {stream!r}")
+        self.stream = stream
         self.main = main
         self.sock = sock
         self.engine = main.state.engine
@@ -214,6 +227,8 @@ class ApiProcess:
         self.proxied = 0
         self.serial = 0
         self.events = 0
+        self.streams_taken = 0  # stream connections the API process handed to this one
+        self._handoff: socket.socket | None = None  # stream="engine": connections come in here
         self._shipped: tuple[Any, Any] = (None, None)  # (snapshot, config) last shipped
         self._batch: list[Any] = []  # events held until the end of this loop iteration
         self._burst = False  # an event was shipped in this loop iteration
@@ -340,6 +355,36 @@ class ApiProcess:
                             self._flush()  # what was held goes now
         self._gone.set()
 
+    def _take_streams(self) -> None:
+        """Reader callback (``stream="engine"``): the stream connections the API process
+        handed over (one descriptor per message), each served from here on by the engine's
+        server (the main app: the stream's frames written inside ``publish``, as in one
+        loop)."""
+        loop = asyncio.get_running_loop()
+        while self._handoff is not None:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self._handoff, 16, 4)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data and not fds:  # the API process closed its end
+                loop.remove_reader(self._handoff.fileno())
+                return
+            for fd in fds:
+                conn = socket.socket(fileno=fd)  # TCP: asyncio sets TCP_NODELAY on it
+                conn.setblocking(False)
+                self.streams_taken += 1
+                loop.create_task(self._adopt(conn))
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        try:
+            factory = _protocol_factory(self.internal_server, asyncio.get_running_loop())
+            await asyncio.get_running_loop().connect_accepted_socket(factory, conn)
+        except Exception:  # this connection only
+            log.warning("a stream connection could not be served", exc_info=True)
+            conn.close()
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the engine's server and the API process, ship the event history and the
@@ -367,23 +412,32 @@ class ApiProcess:
             raise RuntimeError("server: the engine's server did not start")
 
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fds = (self.sock.fileno(), theirs.fileno())
+        pairs = [(mine, theirs)]
+        if self.stream == "engine":  # stream connections come back over a second pair
+            pairs.append(socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+        fds = (self.sock.fileno(), *(theirs.fileno() for _, theirs in pairs))
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _ENTRY, *map(str, fds)], pass_fds=fds, close_fds=True
             )
         finally:
-            theirs.close()
+            for _, theirs in pairs:
+                theirs.close()
+        if self.stream == "engine":
+            self._handoff = pairs[1][0]
+            self._handoff.setblocking(False)
+            asyncio.get_running_loop().add_reader(self._handoff.fileno(), self._take_streams)
         self._reader, self._writer = await asyncio.open_unix_connection(sock=mine)
         self._watch_task = asyncio.create_task(self._watch())
         self._send(("init", self.main.state.settings, path))
-        # the history, then every event as published: no gap, no repeat (same loop step)
-        history = self.bus.history()
-        self.events += len(history)
-        self._send(("events", history))
-        self.bus.add_callback(self._ship_event)
-        self.bus.on_burst_end(self._end_burst)  # a requote's events go when its loop ends
-        self._following = True
+        if self.stream == "api":
+            # the history, then every event as published: no gap, no repeat (same loop step)
+            history = self.bus.history()
+            self.events += len(history)
+            self._send(("events", history))
+            self.bus.add_callback(self._ship_event)
+            self.bus.on_burst_end(self._end_burst)  # a requote's events go when its loop ends
+            self._following = True
         self.views.start()  # the first snapshot (and the configuration) shipped
         ready = asyncio.ensure_future(self._ready.wait())
         gone = asyncio.ensure_future(self._gone.wait())
@@ -437,6 +491,11 @@ class ApiProcess:
             self._following = False
         if self.views._loop is not None:  # started
             self.views.stop()
+        if self._handoff is not None:  # no more stream connections (those taken go on)
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                asyncio.get_running_loop().remove_reader(self._handoff.fileno())
+            self._handoff.close()
+            self._handoff = None
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()  # the end of the stream: the API process stops
@@ -542,8 +601,9 @@ class _RemoteViews:
 
 def front_app(views: _RemoteViews, bus: Any, settings: Any, uds_path: str) -> Any:
     """The API process's app: the view routes over ``views``, the event stream from ``bus``
-    (a :class:`~jaxmm.api.RelayBroadcaster`), then one catch-all route that forwards
-    everything else to the engine's process over ``uds_path``."""
+    (a :class:`~jaxmm.api.RelayBroadcaster`; None: no stream here, the engine's process
+    serves it), then one catch-all route that forwards everything else to the engine's
+    process over ``uds_path``."""
     import httpx
 
     from ._auth import TokenBucketLimiter, rate_limited, subject_of
@@ -551,8 +611,11 @@ def front_app(views: _RemoteViews, bus: Any, settings: Any, uds_path: str) -> An
 
     limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app = view_app(_SnapshotEngine(views, views), settings, limiter)
-    app.include_router(ws_router)
-    app.state.events = bus
+    if bus is not None:
+        app.include_router(ws_router)
+        app.state.events = bus
+    else:
+        app.add_api_websocket_route(WS_ROUTE, _stream_elsewhere)
     client = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=uds_path), base_url="http://engine", timeout=None
     )
@@ -602,7 +665,18 @@ def front_app(views: _RemoteViews, bus: Any, settings: Any, uds_path: str) -> An
     return app
 
 
-async def _api_process(listen_fd: int, stream_fd: int) -> None:
+async def _stream_elsewhere(websocket: WebSocket) -> None:
+    """The event stream asked for on a connection that began with another request (the
+    accept loop handed it to this process's server): refused, 400 with the usual error body.
+    Clients open a stream on a connection of its own (browsers and WebSocket libraries always
+    do), which goes to the engine's process."""
+    from ._app import _error
+
+    message = "open the event stream on a new connection, not one that served other requests"
+    await websocket.send_denial_response(_error(400, "connection", "new_connection", message))
+
+
+async def _api_process(listen_fd: int, stream_fd: int, handoff_fd: int | None = None) -> None:
     from ._fanout import RelayBroadcaster
     from ._ws import coalesced
 
@@ -613,14 +687,15 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
     if tag != "init":
         raise RuntimeError(f"API process: expected the init message first, got {tag!r}")
     views = _RemoteViews()
-    bus = RelayBroadcaster(queue_size=settings.ws_queue_size)
-    while views.current is None:  # the history, then the first snapshot
+    # the stream served here (events shipped), or in the engine's process (handed over)
+    bus = RelayBroadcaster(queue_size=settings.ws_queue_size) if handoff_fd is None else None
+    while views.current is None:  # the history (stream here), then the first snapshot
         _follow_one(await _read_frame(reader), views, bus)
     app = front_app(views, bus, settings, uds_path)
     ctx = app.state.ctx
     _seed_view_bodies(ctx, views.quotes_body, views.positions_body)
     hot = HotViews(app)  # the common view read without FastAPI's stack
-    server = uvicorn_server(_StreamsOpen(hot, writer.write))
+    server = uvicorn_server(hot if bus is None else _StreamsOpen(hot, writer.write))
     # what start-up left (the imported modules, the app) is never collected again: a full
     # collection then walks only what serving allocates (as the engine does, gc_freeze)
     gc.collect()
@@ -649,21 +724,58 @@ async def _api_process(listen_fd: int, stream_fd: int) -> None:
                     # the engine made the new snapshot's bodies: stored, not serialised here
                     _seed_view_bodies(ctx, views.quotes_body, views.positions_body)
 
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    accepting: asyncio.Task | None = None
+    if handoff_fd is None:  # uvicorn accepts
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+    else:  # accepted here: stream connections handed to the engine's process
+        serving = asyncio.create_task(server.serve(sockets=[]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if serving.done():
         serving.result()
         return
+    if handoff_fd is not None:
+        handoff = socket.socket(fileno=handoff_fd)
+        handoff.setblocking(False)
+        loop = asyncio.get_running_loop()
+        factory = _protocol_factory(server, loop)
+
+        async def to_api(conn: socket.socket) -> None:
+            await loop.connect_accepted_socket(factory, conn)
+
+        async def to_engine(conn: socket.socket) -> None:
+            await _hand_over(handoff, conn, FIRST_BYTES_TIMEOUT_S)
+
+        accepting = asyncio.create_task(
+            accept_routed(
+                listener, to_engine, to_api, FIRST_BYTES_TIMEOUT_S, {"stream": 0, "api": 0}
+            )
+        )
     following = asyncio.create_task(follow())
     writer.write(bytes([_READY]))
     try:
         await asyncio.wait({following, serving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        server.should_exit = True  # stop accepting, then drain what is being served
+        if accepting is not None:
+            accepting.cancel()  # stop accepting
+        server.should_exit = True  # then drain what is being served
         await serving
         following.cancel()
         await app.state.client.aclose()
+
+
+async def _hand_over(handoff: socket.socket, conn: socket.socket, timeout_s: float) -> None:
+    """Send the connection ``conn`` (its descriptor) to the engine's process over ``handoff``
+    and close it here; the engine's server then reads the handshake (still in the socket: only
+    peeked at). Raises TimeoutError if the engine takes none for ``timeout_s`` (s)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                socket.send_fds(handoff, [b"c"], [conn.fileno()])
+                break
+            except (BlockingIOError, InterruptedError):  # the engine is behind in taking them
+                await asyncio.sleep(0.005)
+    conn.close()
 
 
 class _StreamsOpen:
@@ -697,7 +809,7 @@ class _StreamsOpen:
 
 
 def _follow_one(message: tuple, views: _RemoteViews, bus: Any) -> None:
-    if message[0] == "events":
+    if message[0] == "events" and bus is not None:
         for event in message[1]:
             bus.relay(event)
     elif message[0] == "views":
@@ -707,9 +819,10 @@ def _follow_one(message: tuple, views: _RemoteViews, bus: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the API process (``python -c`` :data:`_ENTRY` ``LISTEN STREAM``: two
-    inherited descriptors; started by :class:`ApiProcess`)."""
+    """Entry point of the API process (``python -c`` :data:`_ENTRY` ``LISTEN STREAM
+    [HANDOFF]``: inherited descriptors; started by :class:`ApiProcess`; with ``HANDOFF``, the
+    event stream's connections are handed to the engine's process over it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine's process decides when to stop
     logging.basicConfig(level=logging.WARNING)
-    listen_fd, stream_fd = (int(a) for a in (argv or sys.argv[1:]))
-    asyncio.run(_api_process(listen_fd, stream_fd))
+    fds = [int(a) for a in (argv or sys.argv[1:])]
+    asyncio.run(_api_process(*fds))

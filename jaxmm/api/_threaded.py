@@ -37,7 +37,7 @@ import logging
 import math
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -516,6 +516,53 @@ def _protocol_factory(server: Any, loop: asyncio.AbstractEventLoop) -> Callable[
     return make
 
 
+async def accept_routed(
+    sock: socket.socket,
+    to_stream: Callable[[socket.socket], Awaitable[Any]],
+    to_api: Callable[[socket.socket], Awaitable[Any]],
+    first_bytes_timeout_s: float,
+    routed: dict[str, int],
+) -> None:
+    """Accept every connection on ``sock`` (listening, non-blocking) until cancelled, and hand
+    each to ``to_stream`` when its first bytes (read without taking them) are a WebSocket
+    handshake for the event stream, else to ``to_api``; ``routed`` counts them (``"stream"``,
+    ``"api"``). A connection that says nothing within ``first_bytes_timeout_s`` (s), or that
+    its handler fails to take, is closed; the others and the loop go on."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task] = set()
+
+    async def route(conn: socket.socket) -> None:
+        try:
+            first = await _first_bytes(conn, first_bytes_timeout_s)
+            if not first:
+                conn.close()
+                return
+            stream = _goes_to_engine(first)
+            routed["stream" if stream else "api"] += 1
+            await (to_stream if stream else to_api)(conn)
+        except asyncio.CancelledError:  # the server is stopping
+            conn.close()
+            raise
+        except Exception:  # this connection only: the others and the server go on
+            log.warning("a connection could not be handed to its server", exc_info=True)
+            conn.close()
+
+    try:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:  # out of descriptors, a connection reset before accept
+                log.warning("accept failed (%s); retrying in 0.1 s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            t = loop.create_task(route(conn))
+            pending.add(t)
+            t.add_done_callback(pending.discard)
+    finally:
+        for t in pending:
+            t.cancel()
+
+
 class ApiThread:
     """uvicorn serving ``main`` (a :func:`jaxmm.api.create_app` app) on the listening socket
     ``sock`` from a thread and event loop of its own, except the event stream (module
@@ -603,48 +650,22 @@ class ApiThread:
             self._ready.set()
 
     async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Task] = set()
-        try:
-            while True:
-                try:
-                    conn, _ = await loop.sock_accept(self.sock)
-                except OSError as exc:  # out of descriptors, a connection reset before accept
-                    log.warning("accept failed (%s); retrying in 0.1 s", exc)
-                    await asyncio.sleep(0.1)
-                    continue
-                t = loop.create_task(self._route(conn))
-                pending.add(t)
-                t.add_done_callback(pending.discard)
-        finally:
-            for t in pending:
-                t.cancel()
+        await accept_routed(
+            self.sock, self._to_engine, self._to_api, self.first_bytes_timeout_s, self.routed
+        )
 
-    async def _route(self, conn: socket.socket) -> None:
+    async def _to_engine(self, conn: socket.socket) -> None:
+        engine_loop = self._engine_loop
+        factory = _protocol_factory(self.stream_server, engine_loop)
+        await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(
+                engine_loop.connect_accepted_socket(factory, conn), engine_loop
+            )
+        )
+
+    async def _to_api(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            first = await _first_bytes(conn, self.first_bytes_timeout_s)
-            if not first:
-                conn.close()
-                return
-            if _goes_to_engine(first):
-                self.routed["stream"] += 1
-                engine_loop = self._engine_loop
-                factory = _protocol_factory(self.stream_server, engine_loop)
-                await asyncio.wrap_future(
-                    asyncio.run_coroutine_threadsafe(
-                        engine_loop.connect_accepted_socket(factory, conn), engine_loop
-                    )
-                )
-            else:
-                self.routed["api"] += 1
-                await loop.connect_accepted_socket(_protocol_factory(self.server, loop), conn)
-        except asyncio.CancelledError:  # the server is stopping
-            conn.close()
-            raise
-        except Exception:  # this connection only: the others and the server go on
-            log.warning("a connection could not be handed to its server", exc_info=True)
-            conn.close()
+        await loop.connect_accepted_socket(_protocol_factory(self.server, loop), conn)
 
     # ------------------------------------------------------------------ engine's loop
     def _on_refresh(self, snap: ViewSnapshot) -> None:
