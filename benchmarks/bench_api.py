@@ -158,18 +158,28 @@ def _add_markers(app, ws_rate: float) -> asyncio.Task:
 
 
 def _switch_interval(args) -> float | None:
-    if not args.live or args.single_loop or args.api_process:
+    if _layout(args) != "thread":
         return None
     from jaxmm._live import API_SWITCH_INTERVAL_S
 
     return args.switch_interval if args.switch_interval is not None else API_SWITCH_INTERVAL_S
 
 
+def _layout(args) -> str:
+    """The ``run_live`` layout of the command line's flags (``"idle"`` without ``--live``)."""
+    if not args.live:
+        return "idle"
+    return ("loop" if args.single_loop else "process" if args.api_process
+            else "relay" if args.api_relay else "thread")  # fmt: skip
+
+
 def _live_kwargs() -> dict:
     """``run_live`` options from the environment (set by ``main`` from the command line)."""
     thread = os.environ.get("JAXMM_BENCH_API_THREAD", "1") == "1"
     process = os.environ.get("JAXMM_BENCH_API_PROCESS") == "1"
-    out: dict = {"layout": "process" if process else "thread" if thread else "loop"}
+    relay = os.environ.get("JAXMM_BENCH_API_RELAY") == "1"
+    layout = "relay" if relay else "process" if process else "thread" if thread else "loop"
+    out: dict = {"layout": layout}
     if os.environ.get("JAXMM_BENCH_SWITCH_S"):
         out["switch_interval_s"] = float(os.environ["JAXMM_BENCH_SWITCH_S"])
     return out
@@ -1319,6 +1329,13 @@ def main() -> None:
         "jaxmm serve's default); writes results/api_live_process.json and .md",
     )
     p.add_argument(
+        "--api-relay",
+        action="store_true",
+        help="with --live: the API from a process of its own that also serves the event stream "
+        "from events the engine ships it (run_live(layout='relay'), jaxmm serve --api-relay); "
+        "writes results/api_live_relay.json and .md",
+    )
+    p.add_argument(
         "--switch-interval",
         type=float,
         default=None,
@@ -1354,10 +1371,15 @@ def main() -> None:
     from jaxmm.api import mint_token
 
     rates = [float(x) for x in args.ws_rates.split(",")] if args.ws_rates else [args.ws_rate]
-    if (args.single_loop or args.api_process or args.switch_interval is not None) and not args.live:
-        raise SystemExit("--single-loop, --api-process and --switch-interval need --live")
-    if args.single_loop and args.api_process:
-        raise SystemExit("--single-loop and --api-process are two different layouts: pick one")
+    layouts = args.single_loop + args.api_process + args.api_relay
+    if (layouts or args.switch_interval is not None) and not args.live:
+        raise SystemExit(
+            "--single-loop, --api-process, --api-relay and --switch-interval need --live"
+        )
+    if layouts > 1:
+        raise SystemExit(
+            "--single-loop, --api-process and --api-relay are different layouts: pick one"
+        )
     if args.live and args.fanout_workers:
         raise SystemExit("--fanout-workers is not available with --live")
     secret = secrets.token_urlsafe(48)
@@ -1425,8 +1447,10 @@ def main() -> None:
         "ws_impl": args.ws_impl,
         "ws_client": args.ws_client,
         "live_engine": args.live,
-        "api_thread": bool(args.live and not args.single_loop and not args.api_process),
-        "api_process": bool(args.live and args.api_process),
+        "layout": _layout(args),
+        "api_thread": _layout(args) == "thread",
+        "api_process": _layout(args) in ("process", "relay"),
+        "ws_in_api_process": _layout(args) == "relay",
         "switch_interval_s": _switch_interval(args),
         "ws_server_us_per_subscriber_event": marginal["server"],
         "ws_client_us_per_subscriber_event": marginal["client"],
@@ -1447,11 +1471,9 @@ def main() -> None:
                       if k not in ("median", "runs", "ws_by_rate")}, indent=2))  # fmt: skip
     if args.no_write:
         return
-    name = "api"
-    if args.live:
-        name = {(True, False): "api_live_single", (False, True): "api_live_process"}.get(
-            (args.single_loop, args.api_process), "api_live"
-        )
+    name = {"idle": "api", "thread": "api_live", "loop": "api_live_single"}.get(
+        _layout(args), f"api_live_{_layout(args)}"
+    )
     _write(name, result, _markdown(args, result, by_rate, fanout))
 
 
@@ -1470,9 +1492,15 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
                 "the API on the engine's event loop, `--single-loop`)"
                 if args.single_loop
                 else "the API from a process of its own, `--api-process`: connections accepted "
-                "and views answered there from snapshots, the event stream and other requests "
-                "in the engine's process)"
+                "and views answered there from snapshots; the event stream's connections handed "
+                "to the engine's process, which writes the frames; other requests forwarded to "
+                "the engine's process)"
                 if args.api_process
+                else "the API from a process of its own that also serves the event stream, "
+                "`--api-relay`: connections accepted, views answered and the stream's frames "
+                "written there from what the engine ships it; other requests forwarded to the "
+                "engine's process)"
+                if args.api_relay
                 else "the API on its own thread and event loop, views from snapshots, "
                 f"thread switch interval {_switch_interval(args) * 1e3:g} ms)"
             )
@@ -1585,10 +1613,10 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
         "after the load process started reading count. Server us/sub/event: the server "
         "process's CPU time (100 subscribers - 1) / (99 x events)"
         + (
-            " (the engine's process: with `--api-process` the frames are written by the API "
+            " (the engine's process: with `--api-relay` the frames are written by the API "
             "process, not counted there, and **publish** is the engine's cost of shipping one "
             "event to it)."
-            if args.api_process
+            if args.api_relay
             else "."
         ),
     ]
@@ -1609,6 +1637,7 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
         sock.close()
         env = dict(env, JAXMM_BENCH_API_THREAD="0" if args.single_loop else "1",
                    JAXMM_BENCH_API_PROCESS="1" if args.api_process else "0",
+                   JAXMM_BENCH_API_RELAY="1" if args.api_relay else "0",
                    JAXMM_BENCH_LIVE="1")  # fmt: skip
         if args.switch_interval is not None:
             env["JAXMM_BENCH_SWITCH_S"] = repr(args.switch_interval)

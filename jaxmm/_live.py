@@ -68,7 +68,7 @@ SECONDS_PER_YEAR = 365 * 86_400  # ACT/365F
 TOKEN_TTL_MAX_S = 86_400.0
 API_SWITCH_INTERVAL_S = 0.0002
 """The thread switch interval while the API thread runs (s; CPython's default is 0.005)."""
-API_LAYOUTS = ("process", "thread", "loop")
+API_LAYOUTS = ("process", "relay", "thread", "loop")
 """Where :func:`run_live` serves the API: a process of its own (the default), a thread of its
 own, or the engine's event loop."""
 _SIGNALS = ("SIGINT", "SIGTERM")
@@ -399,10 +399,10 @@ async def run_live(
 
         # --- engine, then server
         await mm.start()
-        if s.app is not None and layout == "process":
+        if s.app is not None and layout in ("process", "relay"):
             from .api import ApiProcess
 
-            s.api = api = ApiProcess(s.app, sock)
+            s.api = api = ApiProcess(s.app, sock, stream="api" if layout == "relay" else "engine")
             await api.start()
             s.server = api.internal_server
             server_task = asyncio.create_task(api.wait())

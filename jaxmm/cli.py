@@ -90,8 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local mode: no authentication (loud warning; localhost only)")  # fmt: skip
     layout = s.add_mutually_exclusive_group()
     layout.add_argument("--api-process", action="store_true",
-                        help="the API (views, event stream) from a process of its own: the "
-                             "engine's process only trades (the default)")  # fmt: skip
+                        help="the API from a process of its own (connections, the views); the "
+                             "event stream's connections handed to the engine's process, "
+                             "which writes their frames (the default)")  # fmt: skip
+    layout.add_argument(
+        "--api-relay",
+        action="store_true",
+        help="the API and the event stream from a process of its own, fed every event by the "
+        "engine's process (which then only trades)",
+    )
     layout.add_argument(
         "--api-thread",
         action="store_true",

@@ -311,7 +311,31 @@ def test_run_live_serves_from_a_process_by_default():
     )  # fmt: skip
     assert seen["health"]["status"] == "ok" and seen["quotes"] == seen["engine"]
     assert isinstance(s.api, ApiProcess) and s.api.process.returncode == 0
-    assert s.stop_reason == "stop()"
+    assert s.api.stream == "engine" and s.stop_reason == "stop()"
+
+
+def test_run_live_relay_layout_serves_the_stream_from_the_api_process():
+    seen = {}
+
+    def on_ready(session):
+        async def probe():
+            url = session.base_url.replace("http", "ws", 1) + "api/v1/mm/ws"
+            async with websockets.connect(url) as ws:
+                await subscribe(ws, types=["price_updated"])
+                (frame,) = await recv_events(ws, 1)  # the simulated feed's next price
+            seen["frame"] = frame
+            session.stop()
+
+        session.loop.create_task(probe())
+
+    cfg = MarketMakerConfig(underlyings=[CONFIG.underlyings[0]])
+    s = asyncio.run(
+        run_live(cfg, seconds=120.0, settings=ApiSettings(auth_disabled=True), port=0,
+                 on_ready=on_ready, layout="relay")
+    )  # fmt: skip
+    assert seen["frame"]["event"]["type"] == "price_updated"
+    assert s.api.stream == "api" and s.api.events > 0 and s.api.streams_taken == 0
+    assert s.api.process.returncode == 0 and s.stop_reason == "stop()"
 
 
 def test_an_api_process_that_stops_reading_is_killed_not_buffered_for():

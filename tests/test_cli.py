@@ -373,7 +373,7 @@ def test_parser_has_every_command():
 
     assert serve_layout(args) == "process"  # the default: the API in a process of its own
     for flag, layout in (("--api-process", "process"), ("--api-thread", "thread"),
-                         ("--single-loop", "loop")):  # fmt: skip
+                         ("--single-loop", "loop"), ("--api-relay", "relay")):  # fmt: skip
         assert serve_layout(p.parse_args(["serve", flag])) == layout, flag
     for two in (["--single-loop", "--api-process"], ["--api-thread", "--single-loop"]):
         with pytest.raises(SystemExit):  # two layouts at once

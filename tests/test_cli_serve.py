@@ -103,11 +103,13 @@ class Lines:
         return "\n".join(self.lines)
 
 
-@pytest.mark.parametrize("layout", [[], ["--api-process"]], ids=["api-thread", "api-process"])
+@pytest.mark.parametrize("layout", [[], ["--api-thread"], ["--api-relay"]],
+                         ids=["api-process", "api-thread", "api-relay"])  # fmt: skip
 def test_serve_with_auth_and_store_stopped_by_sigint_flushes_every_fill(tmp_path, layout):
     """Ctrl-C (SIGINT) on a running ``jaxmm serve --db``: exit 0, no traceback, and the SQLite
     file (read with sqlite3) holds every fill the engine counted and acknowledged; with the
-    API on its own thread (the default) and from a process of its own."""
+    API from a process of its own (the default, and with the stream relayed there too) and on
+    a thread of its own."""
     (tmp_path / "serve.toml").write_text(SMALL_MM)
     port = _free_port()
     env = {**os.environ, "JAXMM_JWT_SECRET": SECRET}

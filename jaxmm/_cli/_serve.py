@@ -107,7 +107,7 @@ async def serve(
     """Run engine + simulated market + API + console until ``seconds`` pass, Ctrl-C / SIGTERM
     or ``handle.stop()``; then stop everything (quotes cancelled, store flushed and closed) and
     announce the final counts. ``layout``: where the API is served (:func:`jaxmm._live.run_live`:
-    ``"process"``, the default, ``"thread"`` or ``"loop"``). Returns the handle.
+    ``"process"``, the default, ``"relay"``, ``"thread"`` or ``"loop"``). Returns the handle.
 
     Raises :class:`CliError` for a store that cannot be opened, ``ValueError`` naming a bad
     argument, ``OSError`` when ``host:port`` cannot be bound (nothing started then)."""
@@ -161,9 +161,12 @@ async def serve(
 
 def serve_layout(args: argparse.Namespace) -> str:
     """The ``layout`` of ``jaxmm serve``'s flags: ``--api-thread`` -> ``"thread"``,
-    ``--single-loop`` -> ``"loop"``, else (``--api-process`` or nothing) ``"process"``."""
+    ``--single-loop`` -> ``"loop"``, ``--api-relay`` -> ``"relay"``, else (``--api-process``
+    or nothing) ``"process"``."""
     if args.single_loop:
         return "loop"
+    if getattr(args, "api_relay", False):
+        return "relay"
     return "thread" if args.api_thread else "process"
 
 
