@@ -19,8 +19,10 @@ The single wiring behind ``jaxmm serve`` (:mod:`jaxmm._cli._serve`) and ``make d
 - when ``settings`` (:class:`jaxmm.api.ApiSettings`) are given, :func:`jaxmm.api.create_app`
   under uvicorn (REST API, WebSocket, console at ``/``) on a socket bound before the engine
   starts, served as ``layout`` says: by default (``"process"``) from a process of its own
-  (:class:`jaxmm.api.ApiProcess`: connections accepted, the views and the event stream served
-  there, every other request forwarded to the engine's loop); ``"thread"``, from a thread and
+  (:class:`jaxmm.api.ApiProcess`: connections accepted and the views served there, the event
+  stream's connections handed to the engine's process, every other request forwarded to the
+  engine's loop); ``"relay"``, the same with the event stream served in the API process from
+  the events the engine ships it; ``"thread"``, from a thread and
   event loop of its own (:class:`jaxmm.api.ApiThread`; the interpreter's switch interval
   lowered to ``switch_interval_s`` meanwhile), with the event stream and every request but the
   quote and position views still run on the engine's loop; ``"loop"``, on the engine's loop —
@@ -301,9 +303,12 @@ async def run_live(
         session: a :class:`LiveSession` to fill in (default: a new one).
         layout: where the API is served (one of :data:`API_LAYOUTS`). ``"process"``
             (default): from a process of its own (:class:`jaxmm.api.ApiProcess`: connections
-            accepted, the views and the event stream served there from what the engine ships,
-            every other request forwarded to the engine's loop), so the engine's process only
-            trades; ``"thread"``: from its own thread and event loop
+            accepted and the views served there from what the engine ships, the event
+            stream's connections handed to the engine's process, where ``publish`` writes
+            their frames, every other request forwarded to the engine's loop); ``"relay"``:
+            the same, but the event stream served in the API process from every event the
+            engine ships it (the engine's process then only trades); ``"thread"``: from its
+            own thread and event loop
             (:class:`jaxmm.api.ApiThread`: the quote and position views answered there from
             whole-step snapshots; every other request and the event stream on the engine's
             loop); ``"loop"``: the server shares the engine's loop. Numbers for each:

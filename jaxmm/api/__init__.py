@@ -10,8 +10,9 @@
 - ``/api/v1/mm/ws``: the event stream (subscribe by type and instrument, every frame carries the
   event's sequence number, reconnect with ``from_seq`` replays exactly the missed events,
   heartbeats, slow clients cut off with :data:`CLOSE_LAGGED`).
-- :class:`ApiProcess`: serve the app from a process of its own (connections accepted, the
-  views answered from whole-step snapshots and the event stream served there, every other
+- :class:`ApiProcess`: serve the app from a process of its own (connections accepted and the
+  views answered there from whole-step snapshots; the event stream's connections handed to the
+  engine's process, or with ``stream="api"`` served there from relayed events; every other
   request forwarded to the engine's loop; no GIL or garbage collector shared with the engine);
   what ``jaxmm serve`` and ``make demo`` run. :class:`ApiThread` / :class:`ViewSnapshots`: the
   views answered from a thread and event loop of its own beside the engine's, the event stream

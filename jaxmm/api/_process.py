@@ -3,27 +3,33 @@
 :class:`jaxmm.api.ApiThread` moves the API to a second thread, but both threads still share
 one interpreter: each request waits for the engine thread to hand over the GIL (up to one
 switch interval per system call) and is stopped by every garbage collection of the engine's
-heap; and the event stream's frames are written to every subscriber inside the engine's
-``publish``, on the engine's loop. :class:`ApiProcess` runs the service in a child process
-(:func:`main`) that shares nothing with the engine but the listening socket, one stream pair
-and one Unix socket:
+heap. :class:`ApiProcess` runs the service in a child process (:func:`main`) that shares
+nothing with the engine but the listening socket, one stream pair, one Unix socket for
+forwarded requests and (by default) one more for stream connections:
 
-- **The listening socket** is inherited by the API process, whose uvicorn accepts every
-  connection.
-- **The engine ships, in order, over the stream pair** (pickled, length-prefixed): every event
-  it publishes, as it publishes it (its history first, at start), and a
+- **The listening socket** is inherited by the API process, which accepts every connection.
+- **The event stream** (``/api/v1/mm/ws``), ``stream="engine"`` (the default): the API process
+  reads a new connection's first bytes without taking them (``MSG_PEEK``) and hands a stream
+  handshake's socket to the engine's process (its descriptor, ``SCM_RIGHTS`` over a
+  ``SOCK_SEQPACKET`` pair); there the engine's server (the main app on the engine's loop)
+  reads the handshake and serves the stream, and ``publish`` writes each frame to the
+  subscribers directly, as in one loop: no hop between processes for an event. A stream asked
+  for on a connection that already served another request is refused (400, rule
+  ``new_connection``). ``stream="api"`` (the relay): the engine ships every event it publishes
+  (its history first) and the API process serves the stream from a
+  :class:`~jaxmm.api.RelayBroadcaster` fed with them: the engine's own sequence numbers, replay,
+  heartbeats, the slow-client cut-off, the direct write path (docs/events.md). The engine then
+  pays one local write per event burst however many clients subscribe, and every event takes a
+  hop.
+- **The engine ships, in order, over the stream pair** (pickled, length-prefixed): a
   :class:`~jaxmm.api.ViewSnapshots` snapshot of the quote and position views whenever a refresh
   changed it or the engine's configuration changed, with the common reads' JSON bodies made
-  from it in the engine's process (the ones that changed). Shipping an event costs the engine
-  one local write, however many clients subscribe. While the API process has no WebSocket
-  connection open (it says so, one byte back on the pair), nobody there waits for an event:
-  the engine then holds everything it ships in a loop iteration and writes it in one piece at
-  the start of the next, so an engine step wakes the API process once, not three times (the
-  step's first event, the rest of its burst, its snapshot); with a stream open, each event goes
-  at once, as before.
-- **The event stream** (``/api/v1/mm/ws``) is served in the API process from a
-  :class:`~jaxmm.api.RelayBroadcaster` fed with those events: the engine's own sequence numbers,
-  replay, heartbeats, the slow-client cut-off, the direct write path (docs/events.md).
+  from it in the engine's process (the ones that changed), and, with ``stream="api"``, the
+  events. While the API process has no WebSocket connection open (always, by default; with the
+  relay it says so, one byte back on the pair), nobody there waits for an event: the engine
+  then holds everything it ships in a loop iteration and writes it in one piece at the start of
+  the next, so an engine step wakes the API process once; with a relayed stream open, each
+  event goes at once.
 - **Reads of the views** (``GET /api/v1/mm/quotes`` and ``/mm/positions``) are answered in the
   API process by the main router's own routes over the latest snapshot. The common read (no
   query) is answered with the bodies the engine made, so the API process serialises nothing
@@ -163,8 +169,11 @@ class ApiProcess:
         main: a :func:`jaxmm.api.create_app` app (its engine, settings, store).
         sock: a listening, non-blocking TCP socket (:func:`jaxmm._live.bind_socket`); shared
             with the API process, not closed here.
-        server_factory: makes the engine's uvicorn server for forwarded requests (default
-            :func:`jaxmm.api.uvicorn_server`).
+        server_factory: makes the engine's uvicorn server for forwarded requests and handed
+            stream connections (default :func:`jaxmm.api.uvicorn_server`).
+        stream: where the event stream is served (one of :data:`STREAM_SIDES`): ``"engine"``
+            (default), in this process, its connections handed over by the API process;
+            ``"api"``, in the API process, from every event shipped to it.
         snapshot_interval_s: the views' safety-net refresh period (s, finite > 0).
         start_timeout_s: how long :meth:`start` waits for the API process (its imports).
         max_unread_bytes: what the engine lets the API process fall behind in reading (bytes
@@ -172,8 +181,9 @@ class ApiProcess:
             and :meth:`wait` raises.
 
     Call :meth:`start`, :meth:`wait` and :meth:`stop` on the engine's loop. :attr:`proxied`
-    counts the requests forwarded to the engine, :attr:`serial` the snapshots and
-    :attr:`events` the events shipped.
+    counts the requests forwarded to the engine, :attr:`serial` the snapshots,
+    :attr:`events` the events shipped and :attr:`streams_taken` the stream connections handed
+    over.
 
     Example:
         >>> import asyncio, httpx
