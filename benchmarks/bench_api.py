@@ -38,8 +38,12 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
   marginal cost per subscriber per event, ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``.
 - ``--live``: the server is instead the market maker trading on the simulated market
   (``jaxmm._live.run_live``, the wiring of ``jaxmm serve``: feed, surfaces, simulated traders,
-  hedges), so every figure includes the engine's own work on the same loop and cores; writes
-  results/api_live.json and .md.
+  hedges), so every figure includes the engine's own work on the same loop and cores; with the
+  API on its own thread (``run_live(layout="thread")``), results/api_live.json and .md;
+  ``--api-process`` (``jaxmm serve``'s default layout: the API in a process of its own, stream
+  connections handed to the engine's process) writes results/api_live_process.*,
+  ``--api-relay`` (the stream served in the API process too) api_live_relay.*,
+  ``--single-loop`` api_live_single.*.
 - **WebSocket fan-out over workers** (``--fanout-workers 2``, needs a Redis server at
   ``--redis-url``): the engine process appends every event to a Redis stream
   (:class:`jaxmm.api._fanout.RedisStreamPublisher`); ``N`` uvicorn worker processes serve

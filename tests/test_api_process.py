@@ -252,6 +252,32 @@ def test_streams_are_handed_to_the_engines_process_and_a_step_is_one_write():
     run(main())
 
 
+def test_a_stream_taken_by_the_engine_outlives_the_api_process():
+    """A stream handed to the engine's process is the engine's: when the API process dies,
+    ``wait`` raises as before, the engine stops listening for hand-overs (no reader left on a
+    closed pair) and the open stream still gets its events."""
+
+    async def main():
+        async with serving() as s:
+            url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
+            async with websockets.connect(url) as ws:
+                await subscribe(ws, types=["price_updated"])
+                assert s.api.streams_taken == 1
+                os.kill(s.api.process.pid, signal.SIGKILL)
+                with pytest.raises(RuntimeError, match="API process ended on its own"):
+                    await asyncio.wait_for(s.api.wait(), 30)
+                for _ in range(500):  # the pair's end seen: its reader removed, closed
+                    if s.api._handoff is None:
+                        break
+                    await asyncio.sleep(0.01)
+                assert s.api._handoff is None
+                await s.engine.on_price("XYZ", 99.0, CLOCK_NS)
+                (frame,) = await recv_events(ws, 1)
+                assert frame["event"]["price"] == 99.0
+
+    run(main())
+
+
 def test_a_rejected_change_leaves_the_views_as_they_were():
     async def main():
         async with serving() as s:
@@ -384,3 +410,12 @@ def test_cors_headers_are_set_once_on_forwarded_and_local_answers():
             assert "access-control-allow-origin" not in r.headers
 
     run(main())
+
+
+def test_stream_side_is_checked_before_anything_starts():
+    from jaxmm.api import create_app
+    from jaxmm.engine import OptionsMarketMaker
+
+    app = create_app(OptionsMarketMaker(CONFIG), settings=ApiSettings(auth_disabled=True))
+    with pytest.raises(ValueError, match="stream: must be one of engine, api, got 'both'"):
+        ApiProcess(app, None, stream="both")  # type: ignore[arg-type]

@@ -290,7 +290,7 @@ def test_run_live_serves_either_way_and_restores_the_switch_interval(layout):
     assert sys.getswitchinterval() == before and s.stop_reason == "stop()"
     with pytest.raises(ValueError, match="switch_interval_s"):
         asyncio.run(run_live(cfg, seconds=1.0, switch_interval_s=0.0))
-    with pytest.raises(ValueError, match="layout: must be one of process, thread, loop"):
+    with pytest.raises(ValueError, match="layout: must be one of process, relay, thread, loop"):
         asyncio.run(run_live(cfg, seconds=1.0, layout="threads"))
 
 

@@ -378,8 +378,10 @@ class ApiProcess:
                 return
             except OSError:
                 data, fds = b"", []
-            if not data and not fds:  # the API process closed its end
+            if not data and not fds:  # the API process closed its end: no more to take
                 loop.remove_reader(self._handoff.fileno())
+                self._handoff.close()
+                self._handoff = None
                 return
             for fd in fds:
                 conn = socket.socket(fileno=fd)  # TCP: asyncio sets TCP_NODELAY on it
