@@ -50,6 +50,11 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
   ``relay_app_from_env`` (``RedisStreamRelay``) and ``100 / N`` subscribers each, from ``N``
   load processes; latency from the engine's publish (through Redis and the worker) to receive.
 
+- **The machine's send floor** (unless ``--no-floor``): after the scenarios, ``--repeats`` runs
+  of ``bench_ws_floor.py``'s bare Python ``socket.send`` loop to 100 subscribers at the
+  reference rate, so every results file carries what the loopback itself allowed that day
+  (``ws_floor_p99_ms_100_subs``).
+
 The load average (``os.getloadavg``) is recorded before and after each run; the machine is
 shared, so repeat on an idle machine before quoting a number. WebSocket permessage-deflate is
 off (``--deflate`` turns it on). Writes benchmarks/results/api.json and api.md. What any sender
@@ -839,6 +844,32 @@ def _ws_open(port: int, path: str, first: bytes) -> tuple[socket.socket, bytes]:
         buf += data
 
 
+def _send_floor(args, token: str, env: dict) -> dict:
+    """This machine's floor, measured in the same run: a bare Python ``socket.send`` loop of
+    pre-built frames to 100 subscribers at ``--ws-reference-rate`` (``bench_ws_floor.py``'s
+    ``python`` sender, same subscribers and clock), ``--repeats`` runs of ``--seconds``. A
+    server's WebSocket figures mean something only next to it: on a shared machine the
+    loopback's own cost moves between draws by several times."""
+    import bench_ws_floor
+
+    keeper = _hold_rx_timestamps()
+    try:
+        runs = [
+            bench_ws_floor._one("python", args.ws_reference_rate, args.seconds, token, env, None)
+            for _ in range(args.repeats)
+        ]
+    finally:
+        keeper.close()
+    return {
+        "sender": "python socket.send loop (bench_ws_floor.py)",
+        "rate_per_s": args.ws_reference_rate,
+        "subscribers": bench_ws_floor.SUBSCRIBERS,
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "runs_p99_ms": [r["p99_ms"] for r in runs],
+    }
+
+
 def _hold_rx_timestamps() -> socket.socket:
     """A socket that asks for receive timestamps, to keep open while measuring: the kernel
     stamps received packets only while some socket asks for it, and turns stamping on with a
@@ -1294,6 +1325,12 @@ def main() -> None:
     )
     p.add_argument("--ws-only", action="store_true", help="skip the REST scenarios")
     p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip this machine's send floor (a bare Python send loop to 100 subscribers at "
+        "the reference rate, bench_ws_floor.py's, --repeats runs after the scenarios)",
+    )
+    p.add_argument(
         "--rest-client",
         choices=("c", "python"),
         default="c",
@@ -1398,6 +1435,7 @@ def main() -> None:
         fan = args.fanout_workers if ws_rate == fan_rate else 0
         by_rate[f"{ws_rate:g}"], fan_res = _one_server(args, env, token, ws_rate, rest, fan, stream)
         fanout = fan_res if fan else fanout
+    floor = None if args.no_floor else _send_floor(args, token, env)
     first = by_rate[f"{rates[0]:g}"]
     ref = f"{args.ws_reference_rate:g}" if f"{args.ws_reference_rate:g}" in by_rate else None
     head = by_rate[ref or f"{rates[-1]:g}"]
@@ -1460,6 +1498,8 @@ def main() -> None:
         "ws_client_us_per_subscriber_event": marginal["client"],
         "ws_fanout": None if fanout is None else fanout["median"],
         "engine_impact": res.get("engine_impact"),
+        "ws_send_floor": floor,
+        "ws_floor_p99_ms_100_subs": None if floor is None else floor["p99_ms"],
         "bars": {"rest_p99_ms": 2.0, "ws_p99_ms_100_subs": 1.0, "roadmap_rest_ms": 5.0},
         "repeats": args.repeats,
         "load_avg_1min_before_each_run": first["load_before"],
@@ -1571,6 +1611,17 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
             "|---|---|---|---|---|---|",
             f"| {f['workers']} x {f['subscribers_per_worker']} (Redis stream) | {f['events']} "
             f"| {f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['max_ms']:.2f} | {f['in_order']} |",
+        ]
+    floor = result.get("ws_send_floor")
+    if floor is not None:
+        rows += [
+            "",
+            f"This machine's floor in the same run: a bare Python `socket.send` loop of "
+            f"pre-built frames to {floor['subscribers']} subscribers at "
+            f"{floor['rate_per_s']:g} events/s (`bench_ws_floor.py`'s), delivery p50 / p99 "
+            f"{floor['p50_ms']:.3f} / {floor['p99_ms']:.3f} ms (runs: "
+            + ", ".join(f"{x:.3f}" for x in floor["runs_p99_ms"])
+            + "). No server in Python writes frames faster than that loop.",
         ]
     impact = res.get("engine_impact")
     if impact is not None:
