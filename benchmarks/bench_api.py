@@ -184,11 +184,7 @@ def _layout(args) -> str:
 
 def _live_kwargs() -> dict:
     """``run_live`` options from the environment (set by ``main`` from the command line)."""
-    thread = os.environ.get("JAXMM_BENCH_API_THREAD", "1") == "1"
-    process = os.environ.get("JAXMM_BENCH_API_PROCESS") == "1"
-    relay = os.environ.get("JAXMM_BENCH_API_RELAY") == "1"
-    layout = "relay" if relay else "process" if process else "thread" if thread else "loop"
-    out: dict = {"layout": layout}
+    out: dict = {"layout": os.environ.get("JAXMM_BENCH_LAYOUT", "thread")}
     if os.environ.get("JAXMM_BENCH_SWITCH_S"):
         out["switch_interval_s"] = float(os.environ["JAXMM_BENCH_SWITCH_S"])
     return out
@@ -1690,10 +1686,7 @@ def _one_server(args, env: dict, token: str, ws_rate: float, rest: bool, fanout_
         me.append("--deflate")
     if args.live:  # run_live binds host:port itself: hand it the port of a closed socket
         sock.close()
-        env = dict(env, JAXMM_BENCH_API_THREAD="0" if args.single_loop else "1",
-                   JAXMM_BENCH_API_PROCESS="1" if args.api_process else "0",
-                   JAXMM_BENCH_API_RELAY="1" if args.api_relay else "0",
-                   JAXMM_BENCH_LIVE="1")  # fmt: skip
+        env = dict(env, JAXMM_BENCH_LAYOUT=_layout(args), JAXMM_BENCH_LIVE="1")
         if args.switch_interval is not None:
             env["JAXMM_BENCH_SWITCH_S"] = repr(args.switch_interval)
         server = subprocess.Popen(me + ["--_serve-live", str(port)], env=env)

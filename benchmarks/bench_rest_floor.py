@@ -176,8 +176,8 @@ def _live_server(args, env: dict) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:  # run_live binds host:port itself: a free port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(env, JAXMM_BENCH_API_THREAD="1", JAXMM_BENCH_LIVE="1",
-               JAXMM_BENCH_API_PROCESS="1" if args.api_process else "0")  # fmt: skip
+    env = dict(env, JAXMM_BENCH_LIVE="1",
+               JAXMM_BENCH_LAYOUT="process" if args.api_process else "thread")  # fmt: skip
     cmd = [sys.executable, bench_api.__file__, "--ws-rate", "20", "--_serve-live", str(port)]
     server = subprocess.Popen(cmd, env=env)
     bench_api._wait_ready(port, server, path=f"{bench_api.PUBLISH_TIMES_PATH}?from_ns=0&to_ns=0")

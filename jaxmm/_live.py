@@ -71,8 +71,9 @@ TOKEN_TTL_MAX_S = 86_400.0
 API_SWITCH_INTERVAL_S = 0.0002
 """The thread switch interval while the API thread runs (s; CPython's default is 0.005)."""
 API_LAYOUTS = ("process", "relay", "thread", "loop")
-"""Where :func:`run_live` serves the API: a process of its own (the default), a thread of its
-own, or the engine's event loop."""
+"""Where :func:`run_live` serves the API: a process of its own with the event stream in the
+engine's (the default), a process of its own that relays the stream too, a thread of its own,
+or the engine's event loop."""
 _SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -125,7 +126,7 @@ class LiveSession:
             (``traders.flow``: underlying -> :class:`jaxmm.feeds.TakerFlow`).
         app, server, store, settings: the FastAPI app and uvicorn server (None without
             ``settings``), the caller's store, the API settings.
-        api: the :class:`jaxmm.api.ApiProcess` (layout ``"process"``) or
+        api: the :class:`jaxmm.api.ApiProcess` (layout ``"process"`` or ``"relay"``) or
             :class:`jaxmm.api.ApiThread` (``"thread"``) serving ``app``; else None.
         host, port, port_moved: where the server listens (``port_moved``: the asked port was
             taken and a free one is used).

@@ -165,7 +165,7 @@ def serve_layout(args: argparse.Namespace) -> str:
     or nothing) ``"process"``."""
     if args.single_loop:
         return "loop"
-    if getattr(args, "api_relay", False):
+    if args.api_relay:
         return "relay"
     return "thread" if args.api_thread else "process"
 

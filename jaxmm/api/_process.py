@@ -379,9 +379,7 @@ class ApiProcess:
             except OSError:
                 data, fds = b"", []
             if not data and not fds:  # the API process closed its end: no more to take
-                loop.remove_reader(self._handoff.fileno())
-                self._handoff.close()
-                self._handoff = None
+                self._close_handoff()
                 return
             for fd in fds:
                 conn = socket.socket(fileno=fd)  # TCP: asyncio sets TCP_NODELAY on it
@@ -389,10 +387,19 @@ class ApiProcess:
                 self.streams_taken += 1
                 loop.create_task(self._adopt(conn))
 
+    def _close_handoff(self) -> None:
+        """Take no more stream connections (those taken go on being served)."""
+        if self._handoff is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            asyncio.get_running_loop().remove_reader(self._handoff.fileno())
+        self._handoff.close()
+        self._handoff = None
+
     async def _adopt(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            factory = _protocol_factory(self.internal_server, asyncio.get_running_loop())
-            await asyncio.get_running_loop().connect_accepted_socket(factory, conn)
+            await loop.connect_accepted_socket(_protocol_factory(self.internal_server, loop), conn)
         except Exception:  # this connection only
             log.warning("a stream connection could not be served", exc_info=True)
             conn.close()
@@ -503,11 +510,7 @@ class ApiProcess:
             self._following = False
         if self.views._loop is not None:  # started
             self.views.stop()
-        if self._handoff is not None:  # no more stream connections (those taken go on)
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                asyncio.get_running_loop().remove_reader(self._handoff.fileno())
-            self._handoff.close()
-            self._handoff = None
+        self._close_handoff()
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()  # the end of the stream: the API process stops
@@ -759,9 +762,7 @@ async def _api_process(listen_fd: int, stream_fd: int, handoff_fd: int | None = 
             await _hand_over(handoff, conn, FIRST_BYTES_TIMEOUT_S)
 
         accepting = asyncio.create_task(
-            accept_routed(
-                listener, to_engine, to_api, FIRST_BYTES_TIMEOUT_S, {"stream": 0, "api": 0}
-            )
+            accept_routed(listener, to_engine, to_api, FIRST_BYTES_TIMEOUT_S)
         )
     following = asyncio.create_task(follow())
     writer.write(bytes([_READY]))

@@ -520,14 +520,14 @@ async def accept_routed(
     sock: socket.socket,
     to_stream: Callable[[socket.socket], Awaitable[Any]],
     to_api: Callable[[socket.socket], Awaitable[Any]],
-    first_bytes_timeout_s: float,
-    routed: dict[str, int],
+    first_bytes_timeout_s: float = 10.0,
+    routed: dict[str, int] | None = None,
 ) -> None:
     """Accept every connection on ``sock`` (listening, non-blocking) until cancelled, and hand
     each to ``to_stream`` when its first bytes (read without taking them) are a WebSocket
-    handshake for the event stream, else to ``to_api``; ``routed`` counts them (``"stream"``,
-    ``"api"``). A connection that says nothing within ``first_bytes_timeout_s`` (s), or that
-    its handler fails to take, is closed; the others and the loop go on."""
+    handshake for the event stream, else to ``to_api``; ``routed``, if given, counts them
+    (``"stream"``, ``"api"``). A connection that says nothing within ``first_bytes_timeout_s``
+    (s), or that its handler fails to take, is closed; the others and the loop go on."""
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task] = set()
 
@@ -538,7 +538,8 @@ async def accept_routed(
                 conn.close()
                 return
             stream = _goes_to_engine(first)
-            routed["stream" if stream else "api"] += 1
+            if routed is not None:
+                routed["stream" if stream else "api"] += 1
             await (to_stream if stream else to_api)(conn)
         except asyncio.CancelledError:  # the server is stopping
             conn.close()
