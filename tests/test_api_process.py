@@ -146,18 +146,20 @@ def _shipped(data: bytes) -> list:
     return out
 
 
-def test_relaying_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
-    async def step(s, price):
-        """Writes during one engine step, and every write it caused (in order)."""
-        n, serial = len(s.api.writes), s.api.serial
-        await s.engine.on_price("XYZ", price, CLOCK_NS)
-        during = len(s.api.writes) - n
-        for _ in range(500):  # the snapshot, shipped after the step (nothing else runs)
-            if s.api.serial > serial and s.api._held is None:
-                break
-            await asyncio.sleep(0.01)
-        return during, [_shipped(w) for w in s.api.writes[n:]]
+async def _step(s, price):
+    """Writes during one engine step (a new price), and every write it caused (in order), with
+    a ``_CountedWrites`` API."""
+    n, serial = len(s.api.writes), s.api.serial
+    await s.engine.on_price("XYZ", price, CLOCK_NS)
+    during = len(s.api.writes) - n
+    for _ in range(500):  # the snapshot, shipped after the step (nothing else runs)
+        if s.api.serial > serial and s.api._held is None:
+            break
+        await asyncio.sleep(0.01)
+    return during, [_shipped(w) for w in s.api.writes[n:]]
 
+
+def test_relaying_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open():
     async def until(cond):
         for _ in range(500):
             if cond():
@@ -168,7 +170,7 @@ def test_relaying_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open
     async def main():
         async with _serving(functools.partial(_CountedWrites, stream="api")) as s:
             # no stream open: nothing during the step, then its events and snapshot in one write
-            during, writes = await step(s, 101.0)
+            during, writes = await _step(s, 101.0)
             assert during == 0 and len(writes) == 1, writes
             (events, types), (views, serial) = writes[0]
             assert (events, views, serial) == ("events", "views", s.api.serial)
@@ -178,13 +180,13 @@ def test_relaying_a_step_is_one_write_to_the_api_process_unless_a_stream_is_open
                 await until(lambda: s.api._streams)
                 await subscribe(ws, types=["price_updated"])
                 # a stream open: the step's first event is written at once, inside the step
-                during, writes = await step(s, 102.0)
+                during, writes = await _step(s, 102.0)
                 assert during >= 1 and writes[0] == [("events", ["price_updated"])], writes
                 assert writes[-1] == [("views", s.api.serial)]
                 (frame,) = await recv_events(ws, 1)
                 assert frame["event"]["price"] == 102.0
             await until(lambda: not s.api._streams)  # the last stream closed
-            during, writes = await step(s, 103.0)
+            during, writes = await _step(s, 103.0)
             assert during == 0 and len(writes) == 1, writes
             # the views and the stream's replay are whole after all that
             assert (await s.client.get("/mm/quotes")).json() == s.engine.quotes()
@@ -203,16 +205,6 @@ def test_streams_are_handed_to_the_engines_process_and_a_step_is_one_write():
     snapshot, in one write, stream open or not. Many handshakes at once are all taken; a stream
     still open when the service stops is closed by it."""
 
-    async def step(s, price):
-        n, serial = len(s.api.writes), s.api.serial
-        await s.engine.on_price("XYZ", price, CLOCK_NS)
-        during = len(s.api.writes) - n
-        for _ in range(500):
-            if s.api.serial > serial and s.api._held is None:
-                break
-            await asyncio.sleep(0.01)
-        return during, [_shipped(w) for w in s.api.writes[n:]]
-
     async def main():
         async with _serving(_CountedWrites) as s:
             url = f"ws://127.0.0.1:{s.port}/api/v1/mm/ws?token={s.token}"
@@ -225,7 +217,7 @@ def test_streams_are_handed_to_the_engines_process_and_a_step_is_one_write():
             ws = streams[0]
             await subscribe(ws, types=["price_updated"])
             assert s.api.streams_taken == 23 and not s.api._streams
-            during, writes = await step(s, 102.0)
+            during, writes = await _step(s, 102.0)
             assert during == 0 and writes == [[("views", s.api.serial)]], writes
             (frame,) = await recv_events(ws, 1)
             assert frame["event"]["price"] == 102.0
