@@ -33,9 +33,15 @@ Python asyncio process (``wrk`` is not installed on this machine; no system pack
   ``recvmsg_into``, frames split and parsed after the run) that sleeps until data arrives;
   ``raw-busy``: the same client polling without ever sleeping (so waking it is not on the
   server's CPU bill, as with a remote client); ``websockets``: the ``websockets`` library's
-  client (~20 us per frame of its own; read times only). Each scenario also records the CPU
-  time the server process and the load process spent (``/proc/<pid>/stat``, ``os.times``): the
-  marginal cost per subscriber per event, ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``.
+  client (~20 us per frame of its own; read times only). The subscribers read under
+  ``SCHED_BATCH`` (``--ws-client-sched batch``, the default; ``other`` for the default policy):
+  they still sleep until data arrives, but on loopback every frame wakes the reader, and with
+  the default policy the woken reader preempts the server in the middle of a fan-out when the
+  two share a core (measured: up to one involuntary context switch of the server per
+  subscriber), a cost a remote subscriber puts on its own machine. Each scenario also records
+  the CPU time the server process and the load process spent (``/proc/<pid>/stat``,
+  ``os.times``): the marginal cost per subscriber per event,
+  ``(cpu(100 subs) - cpu(1 sub)) / (99 x events)``.
 - ``--live``: the server is instead the market maker trading on the simulated market
   (``jaxmm._live.run_live``, the wiring of ``jaxmm serve``: feed, surfaces, simulated traders,
   hedges), so every figure includes the engine's own work on the same loop and cores; with the
@@ -86,12 +92,14 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS = 8
 SUBSCRIBERS = (1, 10, 100)
 WS_RATES = (20.0, 200.0, 1000.0)  # marker events/s of the WebSocket scenarios (one server each)
+CLIENT_SCHED = ("batch", "other")  # the subscribers' scheduling policy while they read
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS is the same
 ANC_SIZE = socket.CMSG_SPACE(16)  # room for one struct timespec
 PUBLISH_TIMES_PATH = "/bench/publish-times"  # added to the bench server's app only
@@ -877,6 +885,30 @@ def _hold_rx_timestamps() -> socket.socket:
     return keeper
 
 
+@contextlib.contextmanager
+def _client_sched() -> Iterator[str]:
+    """The WebSocket subscribers' scheduling policy while they read, for the calling thread
+    (``--ws-client-sched``, handed down in ``JAXMM_BENCH_CLIENT_SCHED``). ``batch``
+    (``SCHED_BATCH``, no privilege needed): the reader still sleeps until data arrives, but its
+    wake-ups do not preempt the running task. On loopback every frame the server writes wakes
+    the reader; with the default policy the woken reader preempts the server mid fan-out when
+    both share a core (up to one involuntary context switch per subscriber, counted with
+    ``getrusage``), a cost a remote subscriber puts on its own machine. ``other`` leaves the
+    default policy. The previous policy is restored after."""
+    policy = os.environ.get("JAXMM_BENCH_CLIENT_SCHED", CLIENT_SCHED[0])
+    if policy not in CLIENT_SCHED:
+        raise ValueError(f"JAXMM_BENCH_CLIENT_SCHED: one of {CLIENT_SCHED}, got {policy!r}")
+    if policy == "other" or not hasattr(os, "SCHED_BATCH"):
+        yield "other"
+        return
+    old = os.sched_getscheduler(0), os.sched_getparam(0)
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    try:
+        yield policy
+    finally:
+        os.sched_setscheduler(0, *old)
+
+
 def _kernel_ns(anc: list) -> int:
     """The kernel's receive time (``SCM_TIMESTAMPNS``, CLOCK_REALTIME ns) of the newest segment
     a ``recvmsg`` returned (segments that waited in the queue are merged and carry the newest
@@ -920,22 +952,23 @@ def _ws_latency_raw(
         s.setblocking(False)
         ep.register(s.fileno(), select.EPOLLIN)
         index[s.fileno()] = (s, chunks[i])
-    cpu0 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
-    stop = time.perf_counter() + seconds
-    start_ns = time.time_ns()  # events published before this waited for the loop: not counted
     buf = bytearray(1 << 16)
     bufs, view = [buf], memoryview(buf)
     ns = time.time_ns
-    while (left := stop - time.perf_counter()) > 0:
-        for fd, _ in ep.poll(0 if busy else min(left, 0.1)):
-            s, out = index[fd]
-            n, anc, _, _ = s.recvmsg_into(bufs, ANC_SIZE)
-            t = ns()
-            if not n:
-                raise RuntimeError("websocket client: connection closed by the server")
-            out.append(((t, _kernel_ns(anc)), bytes(view[:n])))
-    end_ns = time.time_ns()
-    cpu1 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
+    with _client_sched():
+        cpu0 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
+        stop = time.perf_counter() + seconds
+        start_ns = time.time_ns()  # events published before this waited for the loop: not counted
+        while (left := stop - time.perf_counter()) > 0:
+            for fd, _ in ep.poll(0 if busy else min(left, 0.1)):
+                s, out = index[fd]
+                n, anc, _, _ = s.recvmsg_into(bufs, ANC_SIZE)
+                t = ns()
+                if not n:
+                    raise RuntimeError("websocket client: connection closed by the server")
+                out.append(((t, _kernel_ns(anc)), bytes(view[:n])))
+        end_ns = time.time_ns()
+        cpu1 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
     ep.close()
     lat: list[float] = []  # publish -> delivered into the subscriber's socket (kernel time)
     read: list[float] = []  # publish -> the load process's read returned
@@ -1033,7 +1066,8 @@ async def _ws_latency_websockets(
                 lat.append((t - event["local_ts_ns"]) / 1e6)
                 seqs[i].append(frame["seq"])
 
-    await asyncio.gather(*(reader(i, ws) for i, ws in enumerate(clients)))
+    with _client_sched():
+        await asyncio.gather(*(reader(i, ws) for i, ws in enumerate(clients)))
     end_ns = time.time_ns()
     cpu1 = (_cpu_s(server_pid) if server_pid else 0.0, _cpu_s(None))
     for ws in clients:
@@ -1342,6 +1376,14 @@ def main() -> None:
         "(raw), the same reader polling without ever sleeping (raw-busy), or the websockets "
         "library",
     )
+    p.add_argument(
+        "--ws-client-sched",
+        choices=CLIENT_SCHED,
+        default=CLIENT_SCHED[0],
+        help="the WebSocket subscribers' scheduling policy while they read: SCHED_BATCH "
+        "(default: their wake-ups on loopback do not preempt the server mid fan-out, as a "
+        "remote subscriber's cannot) or the default policy (other)",
+    )
     p.add_argument("--fanout-workers", type=int, default=0, help="also run the Redis fan-out")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="for the fan-out")
     p.add_argument(
@@ -1421,6 +1463,7 @@ def main() -> None:
         raise SystemExit("--fanout-workers is not available with --live")
     secret = secrets.token_urlsafe(48)
     token = mint_token("bench", "read", 3600, secret)
+    os.environ["JAXMM_BENCH_CLIENT_SCHED"] = args.ws_client_sched  # the floor's reads too
     env = dict(os.environ, JAXMM_JWT_SECRET=secret, JAX_PLATFORMS="cpu")
     stream = f"jaxmm:bench:{secrets.token_hex(6)}"
     by_rate: dict[str, dict] = {}
@@ -1446,7 +1489,8 @@ def main() -> None:
     }
     if args.ws_only:
         print(json.dumps({"ws_by_rate": ws_summary, "fanout": fanout, "ws_impl": args.ws_impl,
-                          "ws_client": args.ws_client}, indent=2))  # fmt: skip
+                          "ws_client": args.ws_client,
+                          "ws_client_sched": args.ws_client_sched}, indent=2))  # fmt: skip
         return
     res = first["res"]
     head_ws = head["res"]["ws"]
@@ -1484,6 +1528,7 @@ def main() -> None:
         },
         "ws_impl": args.ws_impl,
         "ws_client": args.ws_client,
+        "ws_client_sched": args.ws_client_sched,
         "live_engine": args.live,
         "layout": _layout(args),
         "api_thread": _layout(args) == "thread",
@@ -1576,7 +1621,14 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
         )
     rows += [
         "",
-        f"WebSocket broadcast (`--ws-client {args.ws_client}`), from the marker's publish: "
+        f"WebSocket broadcast (`--ws-client {args.ws_client}`, subscribers reading under "
+        + (
+            "`SCHED_BATCH`: their wake-ups do not preempt the server mid fan-out, "
+            "`--ws-client-sched batch`"
+            if result.get("ws_client_sched") == "batch"
+            else "the default scheduling policy, `--ws-client-sched other`"
+        )
+        + "), from the marker's publish: "
         "**publish** = how long the server's `publish` took (it returns after the last "
         "subscriber's frame was written to its socket: the server's whole part), **delivery** = "
         "the kernel's receive time of the frame in the subscriber's socket, **read** = when the "

@@ -18,9 +18,12 @@ Every sender publishes the same ~182-byte text frame (jaxmm's marker event, padd
 in the others) at each rate of ``--rates``, to 100 subscribers. The client is bench_api.py's raw
 client, run in this driver's process: each frame's delivery is the kernel's receive time
 (``SO_TIMESTAMPNS``) minus the time the sender stamped into the event just before sending it.
-Only events published after the client started reading count. Senders are interleaved within
-each repeat, so a noisy moment on this shared machine falls on all of them. Medians over
-``--repeats``; every run is kept in the JSON. Writes benchmarks/results/ws_floor.json and .md.
+Only events published after the client started reading count. The client reads under
+``SCHED_BATCH`` unless ``--client-sched other`` (``bench_api.py --ws-client-sched``: its
+wake-ups do not preempt a sender sharing its core, as a remote subscriber's cannot). Senders
+are interleaved within each repeat, so a noisy moment on this shared machine falls on all of
+them. Medians over ``--repeats``; every run is kept in the JSON. Writes
+benchmarks/results/ws_floor.json and .md.
 
 Usage: ``python benchmarks/bench_ws_floor.py [--rates 20,200,1000] [--seconds 5] [--repeats 3]``.
 """
@@ -240,6 +243,13 @@ def main() -> None:
     p.add_argument("--senders", default=",".join(SENDERS), help="subset of " + ",".join(SENDERS))
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument(
+        "--client-sched",
+        choices=bench_api.CLIENT_SCHED,
+        default=bench_api.CLIENT_SCHED[0],
+        help="the subscribers' scheduling policy while they read (bench_api.py's "
+        "--ws-client-sched)",
+    )
+    p.add_argument(
         "--_peer", nargs=4, metavar=("KIND", "RATE", "CBIN", "FD"), help=argparse.SUPPRESS
     )
     args = p.parse_args()
@@ -255,6 +265,7 @@ def main() -> None:
 
     secret = secrets.token_urlsafe(48)
     token = mint_token("bench", "read", 3600, secret)
+    os.environ["JAXMM_BENCH_CLIENT_SCHED"] = args.client_sched
     env = dict(os.environ, JAXMM_JWT_SECRET=secret, JAX_PLATFORMS="cpu")
     keeper = bench_api._hold_rx_timestamps()  # receive times for every read of the run
     rates = [float(x) for x in args.rates.split(",")]
@@ -282,6 +293,7 @@ def main() -> None:
         "frame_bytes": FRAME_BYTES,
         "senders": senders,
         "bar_p99_ms": 1.0,
+        "client_sched": args.client_sched,
         "repeats": args.repeats,
         "seconds": args.seconds,
     }
@@ -303,7 +315,9 @@ def _markdown(result: dict) -> str:
         f"{result['machine']}; one run: every sender in turn, same client (bench_api.py's raw "
         f"client, 100 loopback TCP subscribers in the driver process), same "
         f"~{result['frame_bytes']}-byte text frame, medians of {result['repeats']} runs of "
-        f"{result['seconds']:g} s. 1-minute load average before each run: "
+        f"{result['seconds']:g} s, subscribers reading under "
+        + ("`SCHED_BATCH`" if result.get("client_sched") == "batch" else "the default policy")
+        + ". 1-minute load average before each run: "
         + ", ".join(f"{x:.2f}" for x in result["load_avg_1min_before_each_run"])
         + ". Delivery = kernel receive time in the subscriber's socket (`SO_TIMESTAMPNS`) minus "
         "the time stamped into the event just before it was sent. Bar: p99 < 1 ms.",
