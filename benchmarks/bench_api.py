@@ -103,6 +103,7 @@ CLIENT_SCHED = ("batch", "other")  # the subscribers' scheduling policy while th
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS is the same
 ANC_SIZE = socket.CMSG_SPACE(16)  # room for one struct timespec
 PUBLISH_TIMES_PATH = "/bench/publish-times"  # added to the bench server's app only
+PREEMPTIONS_PATH = "/bench/publish-preemptions"  # the same markers' involuntary switches
 REFRESH_RESET_PATH = "/bench/refresh-reset"  # --live: restart the engine's refresh latencies
 
 
@@ -149,11 +150,17 @@ def _add_markers(app, ws_rate: float) -> asyncio.Task:
     """Publish a marker ``AlertTriggered`` every 1/``ws_rate`` s into ``app.state.events`` and
     serve the bench's own route ``PUBLISH_TIMES_PATH``: ns each marker's ``publish`` took, for
     markers stamped in [from_ns, to_ns] (``publish`` returns after every live subscriber's
-    frame was written: the server's whole part of a broadcast, free of client effects)."""
+    frame was written: the server's whole part of a broadcast, free of client effects), and
+    ``PREEMPTIONS_PATH``: for the same markers, how many times the publishing thread was
+    preempted during ``publish`` (involuntary context switches, ``getrusage(RUSAGE_THREAD)``
+    read around it, outside the timed span)."""
+    import resource
+
     from jaxmm.events import AlertTriggered
 
     bus = app.state.events
-    fanout_ns: deque[tuple[int, int]] = deque(maxlen=200_000)  # (local_ts_ns, publish ns)
+    fanout_ns: deque[tuple[int, int, int]] = deque(maxlen=200_000)  # (local_ts_ns, ns, switches)
+    usage, me = resource.getrusage, resource.RUSAGE_THREAD
 
     async def ticker() -> None:
         period = 1.0 / ws_rate
@@ -163,14 +170,20 @@ def _add_markers(app, ws_rate: float) -> asyncio.Task:
             nxt += period
             await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
             event = AlertTriggered(severity="info", kind="bench", message="tick")
+            before = usage(me).ru_nivcsw
             t0 = clock()
             bus.publish(event)
-            fanout_ns.append((event.local_ts_ns, clock() - t0))
+            t1 = clock()
+            fanout_ns.append((event.local_ts_ns, t1 - t0, usage(me).ru_nivcsw - before))
 
     async def publish_times(from_ns: int, to_ns: int) -> list[int]:
-        return [d for t, d in fanout_ns if from_ns <= t <= to_ns]
+        return [d for t, d, _ in fanout_ns if from_ns <= t <= to_ns]
+
+    async def preemptions(from_ns: int, to_ns: int) -> list[int]:
+        return [n for t, _, n in fanout_ns if from_ns <= t <= to_ns]
 
     app.add_api_route(PUBLISH_TIMES_PATH, publish_times, methods=["GET"])
+    app.add_api_route(PREEMPTIONS_PATH, preemptions, methods=["GET"])
     return asyncio.create_task(ticker())
 
 
@@ -1004,16 +1017,20 @@ async def _ws_latency(
     else:
         res = _ws_latency_raw(port, token, subscribers, seconds, server_pid, client == "raw-busy")
     if server_pid is not None:  # the engine's server (not a relay worker): its publish times
+        window = f"from_ns={res['start_ns']}&to_ns={res['end_ns']}"
         http = await _Http.open(port, token)
         try:
-            body = await http.get(
-                f"{PUBLISH_TIMES_PATH}?from_ns={res['start_ns']}&to_ns={res['end_ns']}"
-            )
+            body = await http.get(f"{PUBLISH_TIMES_PATH}?{window}")
+            switches = json.loads(await http.get(f"{PREEMPTIONS_PATH}?{window}"))
         finally:
             http.close()
         pub = [ns / 1e6 for ns in json.loads(body)]
         res["publish_p50_ms"], res["publish_p99_ms"] = _pct(pub, 0.5), _pct(pub, 0.99)
         res["publish_max_ms"] = max(pub, default=0.0)
+        # share of the publishes during which the server's thread was preempted, and the
+        # involuntary context switches per publish (mean)
+        res["publish_preempted_share"] = sum(n > 0 for n in switches) / max(len(switches), 1)
+        res["publish_switches_mean"] = sum(switches) / max(len(switches), 1)
     return res
 
 
@@ -1632,12 +1649,14 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
         "**publish** = how long the server's `publish` took (it returns after the last "
         "subscriber's frame was written to its socket: the server's whole part), **delivery** = "
         "the kernel's receive time of the frame in the subscriber's socket, **read** = when the "
-        "load process's read returned (all subscribers share that one process). Bar: p99 < 1 ms "
-        "to 100 subscribers.",
+        "load process's read returned (all subscribers share that one process); **preempted** "
+        "= share of the publishes during which the server's thread was preempted (involuntary "
+        "context switches, `getrusage`) and switches per publish. Bar: p99 < 1 ms to 100 "
+        "subscribers.",
         "",
         "| events/s | subs | events | publish p50 / p99 (ms) | delivery p50 / p99 / max (ms) "
-        "| read p50 / p99 (ms) | in order | server us/sub/event |",
-        "|---|---|---|---|---|---|---|---|",
+        "| read p50 / p99 (ms) | preempted (switches) | in order | server us/sub/event |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for rate, r in by_rate.items():
         marginal = r["res"]["ws_marginal_us_per_subscriber_event"]["server"]
@@ -1647,7 +1666,9 @@ def _markdown(args, result: dict, by_rate: dict, fanout: dict | None) -> str:
                 f"| {rate} | {n} | {w['events']} "
                 f"| {w['publish_p50_ms']:.3f} / {w['publish_p99_ms']:.3f} "
                 f"| {w['p50_ms']:.3f} / {w['p99_ms']:.3f} / {w['max_ms']:.2f} "
-                f"| {w['read_p50_ms']:.3f} / {w['read_p99_ms']:.3f} | {w['in_order']} "
+                f"| {w['read_p50_ms']:.3f} / {w['read_p99_ms']:.3f} "
+                f"| {w['publish_preempted_share']:.1%} ({w['publish_switches_mean']:.1f}) "
+                f"| {w['in_order']} "
                 f"| {f'{marginal:.1f}' if n == SUBSCRIBERS[-1] else ''} |"
             )
     if fanout is not None:
