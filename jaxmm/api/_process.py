@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -78,9 +79,9 @@ from ._threaded import (
     HotViews,
     ViewSnapshot,
     ViewSnapshots,
-    _protocol_factory,
     _SnapshotEngine,
     accept_routed,
+    serve_accepted,
     uvicorn_server,
     view_app,
 )
@@ -397,9 +398,8 @@ class ApiProcess:
         self._handoff = None
 
     async def _adopt(self, conn: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(_protocol_factory(self.internal_server, loop), conn)
+            await serve_accepted(self.internal_server, conn)
         except Exception:  # this connection only
             log.warning("a stream connection could not be served", exc_info=True)
             conn.close()
@@ -752,15 +752,8 @@ async def _api_process(listen_fd: int, stream_fd: int, handoff_fd: int | None = 
     if handoff_fd is not None:
         handoff = socket.socket(fileno=handoff_fd)
         handoff.setblocking(False)
-        loop = asyncio.get_running_loop()
-        factory = _protocol_factory(server, loop)
-
-        async def to_api(conn: socket.socket) -> None:
-            await loop.connect_accepted_socket(factory, conn)
-
-        async def to_engine(conn: socket.socket) -> None:
-            await _hand_over(handoff, conn, FIRST_BYTES_TIMEOUT_S)
-
+        to_engine = functools.partial(_hand_over, handoff, timeout_s=FIRST_BYTES_TIMEOUT_S)
+        to_api = functools.partial(serve_accepted, server)
         accepting = asyncio.create_task(
             accept_routed(listener, to_engine, to_api, FIRST_BYTES_TIMEOUT_S)
         )

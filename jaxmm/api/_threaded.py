@@ -500,9 +500,11 @@ def _goes_to_engine(first: bytes) -> bool:
     return path == WS_PATH or path.startswith(WS_PATH + b"?")
 
 
-def _protocol_factory(server: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
-    """What uvicorn's ``Server.startup`` hands to ``create_server``, for connections this
-    module accepts itself (the server runs with no listening socket of its own)."""
+async def serve_accepted(server: Any, conn: socket.socket) -> None:
+    """Serve the accepted connection ``conn`` with the uvicorn ``server`` on the running loop,
+    through the protocol uvicorn's ``Server.startup`` hands to ``create_server`` (for
+    connections accepted elsewhere: the server runs with no listening socket of its own)."""
+    loop = asyncio.get_running_loop()
     config = server.config
 
     def make() -> Any:
@@ -513,7 +515,7 @@ def _protocol_factory(server: Any, loop: asyncio.AbstractEventLoop) -> Callable[
             _loop=loop,
         )
 
-    return make
+    await loop.connect_accepted_socket(make, conn)
 
 
 async def accept_routed(
@@ -656,17 +658,14 @@ class ApiThread:
         )
 
     async def _to_engine(self, conn: socket.socket) -> None:
-        engine_loop = self._engine_loop
-        factory = _protocol_factory(self.stream_server, engine_loop)
         await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(
-                engine_loop.connect_accepted_socket(factory, conn), engine_loop
+                serve_accepted(self.stream_server, conn), self._engine_loop
             )
         )
 
     async def _to_api(self, conn: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.connect_accepted_socket(_protocol_factory(self.server, loop), conn)
+        await serve_accepted(self.server, conn)
 
     # ------------------------------------------------------------------ engine's loop
     def _on_refresh(self, snap: ViewSnapshot) -> None:
