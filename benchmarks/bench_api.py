@@ -899,7 +899,7 @@ def _hold_rx_timestamps() -> socket.socket:
 
 
 @contextlib.contextmanager
-def _client_sched() -> Iterator[str]:
+def _client_sched() -> Iterator[None]:
     """The WebSocket subscribers' scheduling policy while they read, for the calling thread
     (``--ws-client-sched``, handed down in ``JAXMM_BENCH_CLIENT_SCHED``). ``batch``
     (``SCHED_BATCH``, no privilege needed): the reader still sleeps until data arrives, but its
@@ -912,12 +912,12 @@ def _client_sched() -> Iterator[str]:
     if policy not in CLIENT_SCHED:
         raise ValueError(f"JAXMM_BENCH_CLIENT_SCHED: one of {CLIENT_SCHED}, got {policy!r}")
     if policy == "other" or not hasattr(os, "SCHED_BATCH"):
-        yield "other"
+        yield
         return
     old = os.sched_getscheduler(0), os.sched_getparam(0)
     os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     try:
-        yield policy
+        yield
     finally:
         os.sched_setscheduler(0, *old)
 
